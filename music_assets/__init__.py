@@ -1,0 +1,1 @@
+"""Music streaming pipeline: Dagster assets locally, MWAA + Glue in production."""

@@ -1,0 +1,110 @@
+"""S3 key layout of DESIGN §3 and the batch id rules: the one place that builds keys."""
+
+from __future__ import annotations
+
+import hashlib
+import posixpath
+import re
+from datetime import date
+
+DATASETS = ("streams", "songs", "users")
+BATCH_ID_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,128}")
+CSV_SUFFIXES = (".csv", ".csv.gz")
+
+
+class InvalidBatchId(ValueError):
+    """A batch id outside ``[A-Za-z0-9._-]{1,128}``."""
+
+
+class InvalidKey(ValueError):
+    """A raw object key that cannot be placed safely under another prefix."""
+
+
+def check_batch_id(batch_id: str) -> str:
+    """Return ``batch_id`` unchanged, or refuse it before it reaches a path or a command."""
+    if not isinstance(batch_id, str) or not BATCH_ID_PATTERN.fullmatch(batch_id) or batch_id in (".", ".."):
+        raise InvalidBatchId(
+            f"batch_id {batch_id!r} is invalid: it must match [A-Za-z0-9._-]{{1,128}} and not be '.' or '..'"
+        )
+    return batch_id
+
+
+def make_batch_id(prefix: str, token: str) -> str:
+    """A valid batch id from a free-form prefix and a token (e.g. a timestamp)."""
+    raw = f"{prefix}-{token}"
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "-", raw).strip("-.") or "batch"
+    if len(cleaned) > 128:
+        digest = hashlib.sha256(raw.encode()).hexdigest()[:16]
+        cleaned = f"{cleaned[:111]}-{digest}"
+    return check_batch_id(cleaned)
+
+
+def check_relative_key(key: str) -> str:
+    """Refuse keys that would escape a prefix when appended to it (``..``, leading ``/``, NUL)."""
+    parts = key.split("/")
+    if not key or key.startswith("/") or "\x00" in key or any(p in ("..", ".") for p in parts):
+        raise InvalidKey(f"object key {key!r} cannot be used under another prefix ('..', '.', leading '/' or NUL)")
+    return key
+
+
+def dataset_of_key(key: str) -> str | None:
+    """The dataset a raw key belongs to (its first path segment), or None for keys outside them."""
+    head = key.split("/", 1)[0]
+    return head if head in DATASETS and "/" in key else None
+
+
+def is_csv_key(key: str) -> bool:
+    return key.lower().endswith(CSV_SUFFIXES)
+
+
+def manifest_key(batch_id: str) -> str:
+    return f"manifests/batch_id={check_batch_id(batch_id)}/manifest.json"
+
+
+def report_key(batch_id: str) -> str:
+    return f"validation_results/batch_id={check_batch_id(batch_id)}/validation_report.json"
+
+
+def quarantine_key(batch_id: str, raw_key: str) -> str:
+    return f"quarantine/batch_id={check_batch_id(batch_id)}/{check_relative_key(raw_key)}"
+
+
+def quarantine_error_key(batch_id: str, raw_key: str) -> str:
+    return quarantine_key(batch_id, raw_key) + ".error.json"
+
+
+def rejected_rows_key(batch_id: str, raw_key: str) -> str:
+    key = check_relative_key(raw_key)
+    if key.lower().endswith(".gz"):
+        key = key[:-3]
+    return f"rejected_rows/batch_id={check_batch_id(batch_id)}/{key}"
+
+
+def staging_prefix(batch_id: str, dataset: str) -> str:
+    return f"staging/batch_id={check_batch_id(batch_id)}/{dataset}/"
+
+
+def staging_key(batch_id: str, dataset: str, raw_key: str) -> str:
+    """One Parquet file per accepted raw file, named by a digest so any key maps to a safe name."""
+    digest = hashlib.sha256(raw_key.encode("utf-8")).hexdigest()[:20]
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", posixpath.basename(raw_key))[:60]
+    return f"{staging_prefix(batch_id, dataset)}{digest}-{stem}.parquet"
+
+
+def reference_prefix(dataset: str) -> str:
+    if dataset not in ("songs", "users"):
+        raise ValueError(f"no reference snapshot for dataset {dataset!r}")
+    return f"reference/{dataset}/"
+
+
+def processed_date_prefix(day: str) -> str:
+    date.fromisoformat(day)
+    return f"processed_data/date={day}/"
+
+
+def processed_batch_prefix(day: str, batch_id: str) -> str:
+    return f"{processed_date_prefix(day)}batch_id={check_batch_id(batch_id)}/"
+
+
+def archive_key(raw_key: str, processing_date: date) -> str:
+    return f"archive/{processing_date:%Y/%m/%d}/{check_relative_key(raw_key)}"
