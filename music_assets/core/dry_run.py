@@ -1,0 +1,89 @@
+"""The ``compute`` dry run: the whole pipeline on local files, with no bucket and no table."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from . import layout
+from .engines import create_engine
+from .kpis import DailyKpis, export_from_items, to_dynamodb_items
+from .pipeline import PROCEED_STATUSES, ProcessingResult, compute_daily_kpis, plan_batch, process_batch, validate_batch
+from .settings import Settings
+from .pipeline import Progress
+from .storage import LocalStore
+
+OUTPUT_BUCKETS = ("processed_bucket", "quarantine_bucket", "archive_bucket")
+
+
+class InputLayoutError(ValueError):
+    """The data folder holds neither of the layouts ``compute`` understands."""
+
+
+def discover_inputs(data_dir: Path) -> dict[str, Path]:
+    """Map raw-bucket keys to files: ``songs.csv``/``users.csv``/``streams/`` or ``songs/ users/ streams/``."""
+    if not data_dir.is_dir():
+        raise InputLayoutError(f"{data_dir} is not a folder")
+    files: dict[str, Path] = {}
+    for name in ("songs", "users"):
+        for suffix in layout.CSV_SUFFIXES:
+            flat = data_dir / f"{name}{suffix}"
+            if flat.is_file():
+                files[f"{name}/{flat.name}"] = flat
+    for dataset in layout.DATASETS:
+        folder = data_dir / dataset
+        if folder.is_dir():
+            for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+                files[f"{dataset}/{path.relative_to(folder).as_posix()}"] = path
+    if not files:
+        raise InputLayoutError(
+            f"{data_dir} holds no input: expected songs.csv, users.csv and streams/*.csv "
+            "(or the raw-bucket layout songs/, users/, streams/)"
+        )
+    return files
+
+
+@dataclass
+class DryRunResult:
+    report: dict[str, Any]
+    processing: ProcessingResult | None
+    kpis: DailyKpis | None
+    export: dict[str, Any]
+    out_dir: Path
+    kpis_json: Path
+    outputs: dict[str, Path] = field(default_factory=dict)
+
+
+def run_dry(
+    data_dir: Path,
+    out_dir: Path,
+    *,
+    settings: Settings,
+    kpis_json: Path | None = None,
+    batch_id: str | None = None,
+    progress: Progress | None = None,
+) -> DryRunResult:
+    """Validate, enrich and compute KPIs of ``data_dir`` into ``out_dir``; input files are never changed."""
+    inputs = discover_inputs(data_dir)
+    outputs = {getattr(settings, name): out_dir / name.removesuffix("_bucket") for name in OUTPUT_BUCKETS}
+    store = LocalStore({settings.raw_data_bucket: inputs, **outputs})
+    batch_id = batch_id or layout.make_batch_id("dry-run", datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ"))
+    manifest = plan_batch(batch_id, settings.raw_data_bucket, store.list(settings.raw_data_bucket))
+    report = validate_batch(store, settings, manifest, keep_raw=True, progress=progress)
+    processing = kpis = None
+    items: list[dict[str, Any]] = []
+    if report["overall_status"] in PROCEED_STATUSES:
+        with create_engine(settings.engine, shuffle_partitions=settings.spark_shuffle_partitions) as engine:
+            processing = process_batch(store, settings, engine, report, progress=progress)
+            kpis = compute_daily_kpis(store, settings, engine, processing.dates, progress=progress)
+        items = to_dynamodb_items(kpis, batch_id=batch_id, computed_at=report["generated_at"])
+    export = export_from_items(items)
+    kpis_json = kpis_json or out_dir / "kpis.json"
+    kpis_json.parent.mkdir(parents=True, exist_ok=True)
+    kpis_json.write_text(json.dumps(export, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    report_path = out_dir / "validation_report.json"
+    report_path.write_text(json.dumps(report, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
+    return DryRunResult(report, processing, kpis, export, out_dir, kpis_json, {**outputs, "report": report_path})

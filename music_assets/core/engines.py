@@ -1,0 +1,205 @@
+"""Two engines behind one interface run the same Spark-dialect SQL: Spark and DuckDB (via sqlglot)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any, Sequence
+
+import pyarrow as pa
+
+
+class Engine(ABC):
+    """Tables are registered from local Parquet files; SQL comes in Spark's dialect."""
+
+    name: str
+
+    @abstractmethod
+    def register_parquet(self, name: str, paths: Sequence[Path], schema: pa.Schema) -> None:
+        """Expose ``paths`` as table ``name``; with no paths, an empty table of ``schema``."""
+
+    @abstractmethod
+    def materialize(self, name: str, sql: str) -> None:
+        """Compute ``sql`` once and keep the result as table ``name`` for later queries."""
+
+    @abstractmethod
+    def query(self, sql: str) -> pa.Table:
+        """Run ``sql`` and return its (small) result."""
+
+    @abstractmethod
+    def write_partitioned(self, sql: str, out_dir: Path, partition_by: Sequence[str]) -> None:
+        """Write the result of ``sql`` as Parquet under ``out_dir``, one file per partition."""
+
+    def close(self) -> None:
+        """Release what the engine holds."""
+
+    def __enter__(self) -> "Engine":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class DuckDBEngine(Engine):
+    """In-process DuckDB; the Spark SQL is transpiled with sqlglot."""
+
+    name = "duckdb"
+
+    def __init__(self, *, threads: int | None = None, memory_limit: str | None = None) -> None:
+        import duckdb
+
+        self._con = duckdb.connect(config={"preserve_insertion_order": False})
+        self._objects: dict[str, str] = {}
+        if threads:
+            self._con.execute(f"SET threads = {int(threads)}")
+        if memory_limit:
+            self._con.execute("SET memory_limit = ?", [memory_limit])
+
+    @staticmethod
+    def transpile(sql: str) -> str:
+        import sqlglot
+
+        return sqlglot.transpile(sql, read="spark", write="duckdb")[0]
+
+    def _drop(self, name: str) -> None:
+        kind = self._objects.pop(name, None)
+        if kind is not None:
+            self._con.execute(f'DROP {kind} "{name}"')
+
+    def register_parquet(self, name: str, paths: Sequence[Path], schema: pa.Schema) -> None:
+        self._drop(name)
+        if paths:
+            relation = self._con.read_parquet([str(p) for p in paths], hive_partitioning=False, union_by_name=True)
+            relation.create_view(name)
+            self._objects[name] = "VIEW"
+        else:
+            self._con.register(f"{name}_empty", schema.empty_table())
+            self._con.execute(f'CREATE TEMP TABLE "{name}" AS SELECT * FROM "{name}_empty"')
+            self._con.unregister(f"{name}_empty")
+            self._objects[name] = "TABLE"
+
+    def materialize(self, name: str, sql: str) -> None:
+        self._drop(name)
+        self._con.execute(f'CREATE TEMP TABLE "{name}" AS {self.transpile(sql)}')
+        self._objects[name] = "TABLE"
+
+    def query(self, sql: str) -> pa.Table:
+        return self._con.sql(self.transpile(sql)).to_arrow_table()
+
+    def write_partitioned(self, sql: str, out_dir: Path, partition_by: Sequence[str]) -> None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        columns = ", ".join(f'"{c}"' for c in partition_by)
+        self._con.execute(
+            f"COPY ({self.transpile(sql)}) TO '{out_dir}' "
+            f"(FORMAT PARQUET, PARTITION_BY ({columns}), OVERWRITE_OR_IGNORE, FILENAME_PATTERN 'part-{{i}}')"
+        )
+
+    def close(self) -> None:
+        self._con.close()
+
+
+class SparkEngine(Engine):
+    """Spark SQL; locally a ``local[*]`` session bound to 127.0.0.1, on Glue the job's session."""
+
+    name = "spark"
+
+    def __init__(self, spark: Any | None = None, *, shuffle_partitions: int = 8) -> None:
+        self._owns_session = spark is None
+        self._spark = spark if spark is not None else local_spark_session(shuffle_partitions=shuffle_partitions)
+        self._views: list[str] = []
+
+    @property
+    def spark(self) -> Any:
+        return self._spark
+
+    def register_parquet(self, name: str, paths: Sequence[Path], schema: pa.Schema) -> None:
+        if paths:
+            frame = self._spark.read.parquet(*[str(p) for p in paths])
+        else:
+            frame = self._spark.createDataFrame([], schema=_spark_schema(schema))
+        frame.createOrReplaceTempView(name)
+        self._views.append(name)
+
+    def materialize(self, name: str, sql: str) -> None:
+        frame = self._spark.sql(sql).cache()
+        frame.count()
+        frame.createOrReplaceTempView(name)
+        self._views.append(name)
+
+    def query(self, sql: str) -> pa.Table:
+        frame = self._spark.sql(sql)
+        return pa.Table.from_pandas(frame.toPandas(), preserve_index=False)
+
+    def write_partitioned(self, sql: str, out_dir: Path, partition_by: Sequence[str]) -> None:
+        frame = self._spark.sql(sql)
+        columns = list(partition_by)
+        (
+            frame.repartition(*columns)
+            .write.mode("overwrite")
+            .partitionBy(*columns)
+            .parquet(str(out_dir))
+        )
+        for marker in out_dir.rglob("*"):
+            if marker.name.startswith(("_", ".")) and marker.is_file():
+                marker.unlink()
+
+    def close(self) -> None:
+        for view in self._views:
+            self._spark.catalog.dropTempView(view)
+        self._spark.catalog.clearCache()
+        if self._owns_session:
+            self._spark.stop()
+
+
+def local_spark_session(*, shuffle_partitions: int = 8, app_name: str = "music-pipeline") -> Any:
+    """A ``local[*]`` Spark session bound to 127.0.0.1, tuned for one machine and UTC times."""
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
+        raise RuntimeError("Spark needs Java 17: install a JDK (e.g. apt-get install openjdk-17-jre-headless)")
+    from pyspark.sql import SparkSession
+
+    session = (
+        SparkSession.builder.master("local[*]")
+        .appName(app_name)
+        .config("spark.driver.host", "127.0.0.1")
+        .config("spark.driver.bindAddress", "127.0.0.1")
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.sql.shuffle.partitions", str(shuffle_partitions))
+        .config("spark.sql.adaptive.enabled", "true")
+        .config("spark.sql.autoBroadcastJoinThreshold", str(64 * 1024 * 1024))
+        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+        .config("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
+        .config("spark.driver.memory", os.environ.get("SPARK_DRIVER_MEMORY", "4g"))
+        .config("spark.sql.sources.partitionOverwriteMode", "dynamic")
+        .getOrCreate()
+    )
+    session.sparkContext.setLogLevel("ERROR")
+    return session
+
+
+def _spark_schema(schema: pa.Schema) -> Any:
+    from pyspark.sql import types as T
+
+    mapping = {
+        pa.int64(): T.LongType(),
+        pa.int32(): T.IntegerType(),
+        pa.string(): T.StringType(),
+        pa.bool_(): T.BooleanType(),
+        pa.timestamp("s"): T.TimestampNTZType(),
+        pa.timestamp("us"): T.TimestampNTZType(),
+    }
+    return T.StructType([T.StructField(f.name, mapping[f.type], True) for f in schema])
+
+
+def create_engine(name: str, *, shuffle_partitions: int = 8) -> Engine:
+    if name == "duckdb":
+        return DuckDBEngine()
+    if name == "spark":
+        return SparkEngine(shuffle_partitions=shuffle_partitions)
+    raise ValueError(f"unknown engine {name!r}; use duckdb or spark")

@@ -1,0 +1,421 @@
+"""The pipeline's steps as plain functions over an object store and an engine.
+
+Dagster assets, the Glue jobs and the ``compute`` dry run all call these, in this order:
+:func:`plan_batch` → :func:`validate_batch` → :func:`process_batch` → :func:`compute_daily_kpis`
+→ (store KPIs) → :func:`archive_batch`.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import asdict, dataclass, field
+from datetime import date, datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import pyarrow.parquet as pq
+
+from . import layout
+from .contracts import SONGS, STREAMS, USERS, contract_for
+from .engines import Engine
+from .kpis import DailyKpis, assemble_kpis
+from .settings import Settings
+from .sql import render
+from .storage import ObjectInfo, ObjectStore
+from .validation import ACCEPTED, RULE_MESSAGES, FileValidation, validate_file
+
+REPORT_VERSION = 1
+PASSED = "PASSED"
+PASSED_WITH_QUARANTINE = "PASSED_WITH_QUARANTINE"
+FAILED = "FAILED"
+NO_NEW_FILES = "NO_NEW_FILES"
+PROCEED_STATUSES = (PASSED, PASSED_WITH_QUARANTINE)
+DATASET_ORDER = {"songs": 0, "users": 1, "streams": 2}
+PROCESSED_PARTITIONS = ("date", "batch_id", "genre")
+
+Progress = Callable[[str], None]
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True)
+class RawFile:
+    """One raw object version of a batch."""
+
+    key: str
+    etag: str
+    size: int
+    dataset: str
+
+
+@dataclass
+class Manifest:
+    """The files of a batch, in processing order, and the raw keys that were passed over."""
+
+    batch_id: str
+    raw_bucket: str
+    files: list[RawFile]
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    created_at: str = field(default_factory=_now)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, document: dict[str, Any]) -> "Manifest":
+        files = [RawFile(**f) for f in document["files"]]
+        return cls(document["batch_id"], document["raw_bucket"], files, document.get("skipped", []),
+                   document.get("created_at", _now()))
+
+
+def plan_batch(batch_id: str, raw_bucket: str, objects: Iterable[ObjectInfo]) -> Manifest:
+    """Sort raw objects into a batch: CSV files of the three datasets, the rest listed as skipped.
+
+    Order is songs, users, streams, then key: it is the "file order" of K3.
+    """
+    layout.check_batch_id(batch_id)
+    files: list[RawFile] = []
+    skipped: list[dict[str, str]] = []
+    for info in objects:
+        dataset = layout.dataset_of_key(info.key)
+        if dataset is None:
+            skipped.append({"key": info.key, "reason": "outside the streams/, songs/ and users/ prefixes"})
+        elif not layout.is_csv_key(info.key):
+            skipped.append({"key": info.key, "reason": "not a .csv or .csv.gz file"})
+        else:
+            files.append(RawFile(info.key, info.etag, info.size, dataset))
+    files.sort(key=lambda f: (DATASET_ORDER[f.dataset], f.key))
+    return Manifest(batch_id=batch_id, raw_bucket=raw_bucket, files=files, skipped=skipped)
+
+
+def overall_status(files: list[dict[str, Any]], songs_available: bool) -> tuple[str, list[str]]:
+    """V6: the batch status and, when FAILED, why."""
+    if not files:
+        return NO_NEW_FILES, []
+    accepted = [f for f in files if f["status"] == ACCEPTED]
+    if not accepted:
+        return FAILED, ["no valid file remains: every file of the batch was quarantined"]
+    has_events = any(f["dataset"] == "streams" and f["valid_rows"] > 0 for f in accepted)
+    if has_events and not songs_available:
+        return FAILED, ["stream events arrived but there is no songs reference: upload a songs file first"]
+    if len(accepted) < len(files):
+        return PASSED_WITH_QUARANTINE, []
+    return PASSED, []
+
+
+def validate_batch(
+    store: ObjectStore,
+    settings: Settings,
+    manifest: Manifest,
+    *,
+    keep_raw: bool = False,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Validate every file of the batch and write its outputs and the validation report.
+
+    Accepted files: typed valid rows to staging, rejected rows to quarantine. Invalid files:
+    copied to quarantine with a ``.error.json`` and removed from raw (kept with ``keep_raw``,
+    as in a dry run). Returns the report.
+    """
+    batch_id = layout.check_batch_id(manifest.batch_id)
+    store.put_json(settings.processed_bucket, layout.manifest_key(batch_id), manifest.to_dict())
+    entries: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="validate-") as scratch:
+        for seq, raw in enumerate(manifest.files):
+            if progress:
+                progress(f"validating {raw.key} ({raw.size:,} bytes)")
+            entries.append(_validate_one(store, settings, manifest, seq, raw, Path(scratch), keep_raw))
+    songs_available = any(
+        e["dataset"] == "songs" and e["status"] == ACCEPTED and e["valid_rows"] > 0 for e in entries
+    ) or any(True for _ in store.list(settings.processed_bucket, layout.reference_prefix("songs")))
+    status, failure_reasons = overall_status(entries, songs_available)
+    report = {
+        "report_version": REPORT_VERSION,
+        "batch_id": batch_id,
+        "overall_status": status,
+        "generated_at": _now(),
+        "raw_bucket": manifest.raw_bucket,
+        "failure_reasons": failure_reasons,
+        "summary": _summary(entries),
+        "files": entries,
+        "skipped_files": manifest.skipped,
+        "rules": RULE_MESSAGES,
+    }
+    store.put_json(settings.processed_bucket, layout.report_key(batch_id), report)
+    return report
+
+
+def _summary(entries: list[dict[str, Any]]) -> dict[str, int]:
+    return {
+        "files": len(entries),
+        "accepted_files": sum(1 for e in entries if e["status"] == ACCEPTED),
+        "quarantined_files": sum(1 for e in entries if e["status"] != ACCEPTED),
+        "data_rows": sum(e["data_rows"] for e in entries),
+        "valid_rows": sum(e["valid_rows"] for e in entries if e["status"] == ACCEPTED),
+        "rejected_rows": sum(e["rejected_rows"] for e in entries if e["status"] == ACCEPTED),
+        "rows_in_quarantined_files": sum(e["data_rows"] for e in entries if e["status"] != ACCEPTED),
+    }
+
+
+def _validate_one(
+    store: ObjectStore, settings: Settings, manifest: Manifest, seq: int, raw: RawFile, scratch: Path, keep_raw: bool
+) -> dict[str, Any]:
+    valid_path = scratch / f"{seq}.parquet"
+    rejected_path = scratch / f"{seq}.rejected.csv"
+    batch_id = manifest.batch_id
+    try:
+        with store.open(manifest.raw_bucket, raw.key) as source:
+            result = validate_file(
+                source,
+                key=raw.key,
+                dataset=raw.dataset,
+                valid_path=valid_path,
+                rejected_path=rejected_path,
+                source_seq=seq,
+                chunk_size_bytes=settings.chunk_size_bytes,
+                max_rejected_row_ratio=settings.max_rejected_row_ratio,
+                max_decompressed_bytes=settings.max_decompressed_bytes,
+            )
+    except layout.InvalidKey as exc:
+        result = FileValidation(key=raw.key, dataset=raw.dataset)
+        result.quarantine("V2-unsafe-key", str(exc))
+    entry: dict[str, Any] = {"etag": raw.etag, "size": raw.size, **result.to_dict()}
+    if result.accepted:
+        staging = layout.staging_key(batch_id, raw.dataset, raw.key)
+        store.upload(valid_path, settings.processed_bucket, staging)
+        entry["staging_key"] = staging
+        if result.rejected_rows:
+            rejected = layout.rejected_rows_key(batch_id, raw.key)
+            store.upload(rejected_path, settings.quarantine_bucket, rejected)
+            entry["rejected_rows_key"] = rejected
+    else:
+        entry["quarantine_key"] = quarantine_file(store, settings, manifest, raw, result, keep_raw=keep_raw)
+    return entry
+
+
+def quarantine_file(
+    store: ObjectStore,
+    settings: Settings,
+    manifest: Manifest,
+    raw: RawFile,
+    result: FileValidation,
+    *,
+    keep_raw: bool = False,
+) -> str:
+    """Move an invalid raw file to quarantine beside a ``.error.json`` that says why."""
+    target = layout.quarantine_key(manifest.batch_id, raw.key)
+    error = {
+        "batch_id": manifest.batch_id,
+        "source": f"s3://{manifest.raw_bucket}/{raw.key}",
+        "etag": raw.etag,
+        "rule": result.rule,
+        "rule_description": RULE_MESSAGES.get(result.rule or "", result.rule),
+        "error": result.error,
+        "missing_columns": result.missing_columns,
+        "duplicate_columns": result.duplicate_columns,
+        "data_rows": result.data_rows,
+        "rejected_rows": result.rejected_rows,
+        "reject_reasons": result.reject_reasons,
+        "quarantined_at": _now(),
+    }
+    store.put_json(settings.quarantine_bucket, layout.quarantine_error_key(manifest.batch_id, raw.key), error)
+    store.copy(manifest.raw_bucket, raw.key, settings.quarantine_bucket, target, if_etag=raw.etag)
+    copied = store.head(settings.quarantine_bucket, target)
+    if copied is None or copied.size != raw.size:
+        raise RuntimeError(f"quarantine copy of {raw.key} to {target} could not be verified; raw file kept")
+    if not keep_raw:
+        _delete_if_unchanged(store, manifest.raw_bucket, raw)
+    return target
+
+
+def _delete_if_unchanged(store: ObjectStore, bucket: str, raw: RawFile) -> None:
+    current = store.head(bucket, raw.key)
+    if current is not None and current.etag == raw.etag:
+        store.delete(bucket, raw.key)
+
+
+@dataclass
+class ProcessingResult:
+    """What :func:`process_batch` produced."""
+
+    dates: list[str]
+    valid_events: int
+    distinct_events: int
+    unknown_track_events: int
+    unknown_user_events: int
+    processed_events: int
+    processed_keys: list[str]
+    reference_songs: int | None
+    reference_users: int | None
+
+    @property
+    def duplicates_removed(self) -> int:
+        return self.valid_events - self.distinct_events
+
+
+def _accepted_staging(report: dict[str, Any], dataset: str) -> list[str]:
+    return [f["staging_key"] for f in report["files"] if f["dataset"] == dataset and f["status"] == ACCEPTED]
+
+
+def _register_staged(
+    store: ObjectStore, engine: Engine, bucket: str, name: str, keys: list[str], schema: Any, local_dir: Path
+) -> None:
+    paths = []
+    for index, key in enumerate(keys):
+        path = local_dir / name / f"{index:06d}.parquet"
+        store.download(bucket, key, path)
+        paths.append(path)
+    engine.register_parquet(name, paths, schema)
+
+
+def _update_reference(
+    store: ObjectStore, settings: Settings, engine: Engine, report: dict[str, Any], dataset: str, work: Path
+) -> int | None:
+    """Upsert this batch's songs or users into the reference snapshot; registers ``reference_{dataset}``."""
+    contract = contract_for(dataset)
+    reference_schema = contract.schema.remove(contract.schema.get_field_index("_row_number")).remove(
+        contract.schema.get_field_index("_source_seq")
+    )
+    previous = store.download_prefix(settings.processed_bucket, layout.reference_prefix(dataset), work / f"prev_{dataset}")
+    engine.register_parquet(f"reference_{dataset}", previous, reference_schema)
+    staged = _accepted_staging(report, dataset)
+    if not staged:
+        return None
+    _register_staged(store, engine, settings.processed_bucket, f"batch_{dataset}", staged, contract.schema, work)
+    snapshot = engine.query(render(f"reference_{dataset}")).cast(reference_schema)
+    path = work / f"{dataset}.parquet"
+    pq.write_table(snapshot, path, compression="snappy")
+    engine.register_parquet(f"reference_{dataset}", [path], reference_schema)
+    store.upload(path, settings.processed_bucket, f"{layout.reference_prefix(dataset)}{dataset}.parquet")
+    return snapshot.num_rows
+
+
+def process_batch(
+    store: ObjectStore,
+    settings: Settings,
+    engine: Engine,
+    report: dict[str, Any],
+    *,
+    progress: Progress | None = None,
+) -> ProcessingResult:
+    """Upsert reference data, enrich the batch's events and write them as processed Parquet.
+
+    A rerun replaces this batch's own ``processed_data/date=*/batch_id=…/`` prefixes.
+    """
+    batch_id = layout.check_batch_id(report["batch_id"])
+    with tempfile.TemporaryDirectory(prefix="process-") as scratch:
+        work = Path(scratch)
+        if progress:
+            progress("updating reference songs and users")
+        songs = _update_reference(store, settings, engine, report, "songs", work)
+        users = _update_reference(store, settings, engine, report, "users", work)
+        if progress:
+            progress("enriching stream events")
+        _register_staged(
+            store, engine, settings.processed_bucket, "batch_streams", _accepted_staging(report, "streams"),
+            STREAMS.schema, work,
+        )
+        engine.materialize("batch_events", render("batch_events"))
+        stats = engine.query(render("batch_event_stats")).to_pylist()[0]
+        out_dir = work / "processed"
+        engine.write_partitioned(render("processed_streams", batch_id=batch_id), out_dir, PROCESSED_PARTITIONS)
+        dates = sorted(p.name.removeprefix("date=") for p in out_dir.glob("date=*")) if out_dir.exists() else []
+        processed_keys: list[str] = []
+        processed_events = 0
+        for day in dates:
+            prefix = layout.processed_batch_prefix(day, batch_id)
+            store.delete_prefix(settings.processed_bucket, prefix)
+            batch_dir = out_dir / f"date={day}" / f"batch_id={batch_id}"
+            processed_events += sum(pq.ParquetFile(p).metadata.num_rows for p in batch_dir.rglob("*.parquet"))
+            processed_keys += store.upload_tree(batch_dir, settings.processed_bucket, prefix)
+    return ProcessingResult(
+        dates=dates,
+        valid_events=int(stats["valid_events"]),
+        distinct_events=int(stats["distinct_events"]),
+        unknown_track_events=int(stats["unknown_track_events"]),
+        unknown_user_events=int(stats["unknown_user_events"]),
+        processed_events=processed_events,
+        processed_keys=processed_keys,
+        reference_songs=songs,
+        reference_users=users,
+    )
+
+
+PROCESSED_SCHEMA_FIELDS = (
+    "user_id", "track_id", "listen_time", "event_date", "track_genre", "track_name", "artists", "duration_ms",
+    "user_country", "user_age", "known_user", "source_batch_id",
+)
+
+
+def compute_daily_kpis(
+    store: ObjectStore, settings: Settings, engine: Engine, dates: Iterable[str], *, progress: Progress | None = None
+) -> DailyKpis:
+    """K1-K7 for ``dates`` from all processed data of those dates, whichever batch brought it."""
+    import pyarrow as pa
+
+    dates = sorted(set(dates))
+    schema = pa.schema(
+        [
+            ("user_id", pa.int64()), ("track_id", pa.string()), ("listen_time", pa.timestamp("s")),
+            ("event_date", pa.string()), ("track_genre", pa.string()), ("track_name", pa.string()),
+            ("artists", pa.string()), ("duration_ms", pa.int64()), ("user_country", pa.string()),
+            ("user_age", pa.int64()), ("known_user", pa.bool_()), ("source_batch_id", pa.string()),
+        ]
+    )
+    with tempfile.TemporaryDirectory(prefix="kpis-") as scratch:
+        paths: list[Path] = []
+        for day in dates:
+            if progress:
+                progress(f"reading processed events of {day}")
+            paths += store.download_prefix(
+                settings.processed_bucket, layout.processed_date_prefix(day), Path(scratch) / day
+            )
+        engine.register_parquet("processed_events", paths, schema)
+        engine.materialize("kpi_events", render("kpi_events"))
+        return assemble_kpis(
+            engine.query(render("genre_kpis")), engine.query(render("top_songs")), engine.query(render("top_genres"))
+        )
+
+
+def archive_batch(
+    store: ObjectStore,
+    settings: Settings,
+    report: dict[str, Any],
+    *,
+    processing_date: date | None = None,
+    progress: Progress | None = None,
+) -> list[dict[str, str]]:
+    """Archive the batch's accepted raw files: copy, verify, then delete the raw object.
+
+    Call only after the KPIs are stored. Files already archived (a rerun) are reported, not redone.
+    """
+    processing_date = processing_date or datetime.now(timezone.utc).date()
+    archived = []
+    for entry in report["files"]:
+        if entry["status"] != ACCEPTED:
+            continue
+        raw = RawFile(entry["key"], entry["etag"], entry["size"], entry["dataset"])
+        target = layout.archive_key(raw.key, processing_date)
+        current = store.head(report["raw_bucket"], raw.key)
+        if current is not None and current.etag == raw.etag:
+            if progress:
+                progress(f"archiving {raw.key}")
+            store.copy(report["raw_bucket"], raw.key, settings.archive_bucket, target, if_etag=raw.etag)
+        copied = store.head(settings.archive_bucket, target)
+        if copied is None or copied.size != raw.size:
+            raise RuntimeError(
+                f"archive of {raw.key} could not be verified at s3://{settings.archive_bucket}/{target}; "
+                "the raw file was kept"
+            )
+        _delete_if_unchanged(store, report["raw_bucket"], raw)
+        archived.append({"key": raw.key, "archive_key": target})
+    return archived
+
+
+__all__ = [
+    "FAILED", "NO_NEW_FILES", "PASSED", "PASSED_WITH_QUARANTINE", "PROCEED_STATUSES", "Manifest", "RawFile",
+    "ProcessingResult", "plan_batch", "validate_batch", "process_batch", "compute_daily_kpis", "archive_batch",
+    "overall_status", "quarantine_file", "SONGS", "USERS",
+]

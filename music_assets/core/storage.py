@@ -1,0 +1,226 @@
+"""Object storage behind one small interface: S3 (AWS, MinIO, the embedded endpoint) or local folders.
+
+Local Spark has no ``s3a://``, so engines only ever see local files: this module moves objects
+between the store and a local work folder, and is the one place that knows the difference.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, BinaryIO, Iterator
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """One stored object version: its key, ETag (without quotes) and size in bytes."""
+
+    key: str
+    etag: str
+    size: int
+    last_modified: str = ""
+
+
+class ObjectStore(ABC):
+    """The operations the pipeline needs from a bucket store."""
+
+    @abstractmethod
+    def list(self, bucket: str, prefix: str = "") -> Iterator[ObjectInfo]: ...
+
+    @abstractmethod
+    def head(self, bucket: str, key: str) -> ObjectInfo | None: ...
+
+    @abstractmethod
+    def open(self, bucket: str, key: str) -> BinaryIO: ...
+
+    @abstractmethod
+    def download(self, bucket: str, key: str, path: Path) -> None: ...
+
+    @abstractmethod
+    def upload(self, path: Path, bucket: str, key: str) -> None: ...
+
+    @abstractmethod
+    def put_bytes(self, bucket: str, key: str, data: bytes, content_type: str = "application/octet-stream") -> None: ...
+
+    @abstractmethod
+    def get_bytes(self, bucket: str, key: str) -> bytes | None: ...
+
+    @abstractmethod
+    def copy(self, bucket: str, key: str, to_bucket: str, to_key: str, *, if_etag: str | None = None) -> None: ...
+
+    @abstractmethod
+    def delete(self, bucket: str, key: str) -> None: ...
+
+    def put_json(self, bucket: str, key: str, document: Any) -> None:
+        body = json.dumps(document, indent=2, sort_keys=False, default=str).encode("utf-8")
+        self.put_bytes(bucket, key, body, "application/json")
+
+    def get_json(self, bucket: str, key: str) -> Any | None:
+        body = self.get_bytes(bucket, key)
+        return None if body is None else json.loads(body)
+
+    def delete_prefix(self, bucket: str, prefix: str) -> int:
+        keys = [info.key for info in self.list(bucket, prefix)]
+        for key in keys:
+            self.delete(bucket, key)
+        return len(keys)
+
+    def download_prefix(self, bucket: str, prefix: str, local_dir: Path, suffix: str = ".parquet") -> list[Path]:
+        """Download every object under ``prefix`` ending in ``suffix``; returns the local paths."""
+        paths = []
+        for index, info in enumerate(sorted(self.list(bucket, prefix), key=lambda i: i.key)):
+            if not info.key.endswith(suffix):
+                continue
+            path = local_dir / f"{index:06d}{suffix}"
+            self.download(bucket, info.key, path)
+            paths.append(path)
+        return paths
+
+    def upload_tree(self, local_dir: Path, bucket: str, prefix: str) -> list[str]:
+        """Upload every file below ``local_dir`` to ``prefix`` keeping relative paths."""
+        keys = []
+        for path in sorted(p for p in local_dir.rglob("*") if p.is_file()):
+            key = prefix + path.relative_to(local_dir).as_posix()
+            self.upload(path, bucket, key)
+            keys.append(key)
+        return keys
+
+
+class S3Store(ObjectStore):
+    """An S3 API endpoint through a boto3 client (AWS, MinIO, moto)."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+    def list(self, bucket: str, prefix: str = "") -> Iterator[ObjectInfo]:
+        paginator = self.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
+            for item in page.get("Contents", []):
+                yield ObjectInfo(
+                    key=item["Key"],
+                    etag=item["ETag"].strip('"'),
+                    size=item["Size"],
+                    last_modified=item["LastModified"].isoformat(),
+                )
+
+    def head(self, bucket: str, key: str) -> ObjectInfo | None:
+        try:
+            head = self.client.head_object(Bucket=bucket, Key=key)
+        except self.client.exceptions.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise
+        return ObjectInfo(key, head["ETag"].strip('"'), head["ContentLength"], head["LastModified"].isoformat())
+
+    def open(self, bucket: str, key: str) -> BinaryIO:
+        return self.client.get_object(Bucket=bucket, Key=key)["Body"]
+
+    def download(self, bucket: str, key: str, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.client.download_file(bucket, key, str(path))
+
+    def upload(self, path: Path, bucket: str, key: str) -> None:
+        self.client.upload_file(str(path), bucket, key)
+
+    def put_bytes(self, bucket: str, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
+        self.client.put_object(Bucket=bucket, Key=key, Body=data, ContentType=content_type)
+
+    def get_bytes(self, bucket: str, key: str) -> bytes | None:
+        try:
+            return self.client.get_object(Bucket=bucket, Key=key)["Body"].read()
+        except self.client.exceptions.NoSuchKey:
+            return None
+
+    def copy(self, bucket: str, key: str, to_bucket: str, to_key: str, *, if_etag: str | None = None) -> None:
+        extra = {"CopySourceIfMatch": f'"{if_etag}"'} if if_etag else {}
+        self.client.copy_object(Bucket=to_bucket, Key=to_key, CopySource={"Bucket": bucket, "Key": key}, **extra)
+
+    def delete(self, bucket: str, key: str) -> None:
+        self.client.delete_object(Bucket=bucket, Key=key)
+
+
+class LocalStore(ObjectStore):
+    """Buckets as local folders, for dry runs and tests.
+
+    ``roots`` maps a bucket name to its folder, or to an explicit ``{key: file}`` mapping that
+    is read-only (the user's own input files in a dry run are never changed).
+    """
+
+    def __init__(self, roots: dict[str, Path | dict[str, Path]]) -> None:
+        self.roots = {name: (root if isinstance(root, dict) else Path(root)) for name, root in roots.items()}
+
+    def _path(self, bucket: str, key: str) -> Path:
+        root = self.roots[bucket]
+        if isinstance(root, dict):
+            if key not in root:
+                raise FileNotFoundError(f"{bucket}/{key}")
+            return root[key]
+        base = root.resolve()
+        path = (base / key).resolve()
+        if base != path and base not in path.parents:
+            raise ValueError(f"key {key!r} escapes bucket {bucket!r}")
+        return path
+
+    def _writable(self, bucket: str, key: str) -> Path:
+        if isinstance(self.roots[bucket], dict):
+            raise PermissionError(f"bucket {bucket!r} maps the user's input files and is read-only")
+        path = self._path(bucket, key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
+
+    @staticmethod
+    def _info(key: str, path: Path) -> ObjectInfo:
+        stat = path.stat()
+        modified = datetime.fromtimestamp(stat.st_mtime, tz=timezone.utc).isoformat()
+        return ObjectInfo(key, f"{stat.st_size:x}-{stat.st_mtime_ns:x}", stat.st_size, modified)
+
+    def _entries(self, bucket: str) -> Iterator[tuple[str, Path]]:
+        root = self.roots[bucket]
+        if isinstance(root, dict):
+            yield from sorted(root.items())
+        elif root.exists():
+            base = root.resolve()
+            for path in sorted(p for p in base.rglob("*") if p.is_file()):
+                yield path.relative_to(base).as_posix(), path
+
+    def list(self, bucket: str, prefix: str = "") -> Iterator[ObjectInfo]:
+        for key, path in self._entries(bucket):
+            if key.startswith(prefix):
+                yield self._info(key, path)
+
+    def head(self, bucket: str, key: str) -> ObjectInfo | None:
+        try:
+            path = self._path(bucket, key)
+        except FileNotFoundError:
+            return None
+        return self._info(key, path) if path.is_file() else None
+
+    def open(self, bucket: str, key: str) -> BinaryIO:
+        return self._path(bucket, key).open("rb")
+
+    def download(self, bucket: str, key: str, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(self._path(bucket, key), path)
+
+    def upload(self, path: Path, bucket: str, key: str) -> None:
+        shutil.copyfile(path, self._writable(bucket, key))
+
+    def put_bytes(self, bucket: str, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
+        self._writable(bucket, key).write_bytes(data)
+
+    def get_bytes(self, bucket: str, key: str) -> bytes | None:
+        info = self.head(bucket, key)
+        return self._path(bucket, key).read_bytes() if info else None
+
+    def copy(self, bucket: str, key: str, to_bucket: str, to_key: str, *, if_etag: str | None = None) -> None:
+        source = self.head(bucket, key)
+        if source is None or (if_etag and source.etag != if_etag):
+            raise FileNotFoundError(f"{bucket}/{key} is gone or changed since it was listed")
+        shutil.copyfile(self._path(bucket, key), self._writable(to_bucket, to_key))
+
+    def delete(self, bucket: str, key: str) -> None:
+        self._writable(bucket, key).unlink(missing_ok=True)
