@@ -69,6 +69,7 @@ class StackInfo:
             "S3_ENDPOINT_URL": self.endpoint_url,
             "DYNAMODB_ENDPOINT_URL": self.endpoint_url,
             "CLOUDWATCH_ENDPOINT_URL": self.endpoint_url,
+            "GLUE_ENDPOINT_URL": self.endpoint_url,
             "AWS_ACCESS_KEY_ID": access_key,
             "AWS_SECRET_ACCESS_KEY": secret_key,
             "AWS_REGION": region,
@@ -143,7 +144,8 @@ def start_stack(settings: Settings, *, port: int = 0, state_dir: Path | str | No
         port=port,
         pid=proc.pid,
         settings=settings.with_overrides(
-            s3_endpoint_url=endpoint_url, dynamodb_endpoint_url=endpoint_url, cloudwatch_endpoint_url=endpoint_url
+            s3_endpoint_url=endpoint_url, dynamodb_endpoint_url=endpoint_url, cloudwatch_endpoint_url=endpoint_url,
+            glue_endpoint_url=endpoint_url,
         ),
         state_dir=state_dir,
         log_path=log_path,

@@ -28,34 +28,45 @@ def use_s3_compatible_checksums() -> None:
     os.environ.setdefault("AWS_RESPONSE_CHECKSUM_VALIDATION", "when_required")
 
 
+LOCAL_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+
+
+def _session(endpoint_url: str | None) -> boto3.session.Session:
+    """The default credential chain; local endpoints get dummy keys when none are configured."""
+    session = boto3.session.Session()
+    if endpoint_url and session.get_credentials() is None:
+        return boto3.session.Session(**LOCAL_CREDENTIALS)
+    return session
+
+
 def s3_client(settings: Settings) -> Any:
-    return boto3.client(
-        "s3", region_name=settings.aws_region, endpoint_url=settings.s3_endpoint_url, config=client_config(s3=True)
+    endpoint = settings.s3_endpoint_url
+    return _session(endpoint).client(
+        "s3", region_name=settings.aws_region, endpoint_url=endpoint, config=client_config(s3=True)
     )
 
 
 def dynamodb_client(settings: Settings) -> Any:
-    return boto3.client(
-        "dynamodb",
-        region_name=settings.aws_region,
-        endpoint_url=settings.dynamodb_endpoint_url,
-        config=client_config(),
+    endpoint = settings.dynamodb_endpoint_url
+    return _session(endpoint).client(
+        "dynamodb", region_name=settings.aws_region, endpoint_url=endpoint, config=client_config()
     )
 
 
 def dynamodb_resource(settings: Settings) -> Any:
-    return boto3.resource(
-        "dynamodb",
-        region_name=settings.aws_region,
-        endpoint_url=settings.dynamodb_endpoint_url,
-        config=client_config(),
+    endpoint = settings.dynamodb_endpoint_url
+    return _session(endpoint).resource(
+        "dynamodb", region_name=settings.aws_region, endpoint_url=endpoint, config=client_config()
     )
 
 
 def cloudwatch_client(settings: Settings) -> Any:
-    return boto3.client(
-        "cloudwatch",
-        region_name=settings.aws_region,
-        endpoint_url=settings.cloudwatch_endpoint_url or settings.s3_endpoint_url,
-        config=client_config(),
+    endpoint = settings.cloudwatch_endpoint_url
+    return _session(endpoint).client(
+        "cloudwatch", region_name=settings.aws_region, endpoint_url=endpoint, config=client_config()
     )
+
+
+def glue_client(settings: Settings) -> Any:
+    endpoint = settings.glue_endpoint_url
+    return _session(endpoint).client("glue", region_name=settings.aws_region, endpoint_url=endpoint, config=client_config())

@@ -31,6 +31,7 @@ class Settings:
     max_files_per_batch: int = 500
     max_decompressed_bytes: int = 20 * 1024**3
     cloudwatch_endpoint_url: str | None = None
+    glue_endpoint_url: str | None = None
     spark_shuffle_partitions: int = 8
 
     @property

@@ -1,0 +1,1 @@
+"""Independent, standard-library reference implementation of KPI_SPEC.md used as a test oracle."""
