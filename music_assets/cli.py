@@ -93,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     generate = commands.add_parser("generate-data", help="write deterministic sample data shaped like the lab files")
     generate.add_argument("--out", required=True, help="folder to write songs/, users/, streams/ into")
     generate.add_argument("--streams", type=int, default=100_000, help="stream rows (default 100000)")
-    generate.add_argument("--songs", type=int, default=2_000, help="distinct tracks (default 2000)")
+    generate.add_argument("--songs", type=int, default=2_000, help="rows of songs.csv (default 2000; ~6%% list a track under another genre)")
     generate.add_argument("--users", type=int, default=5_000, help="users (default 5000)")
     generate.add_argument("--days", type=int, default=2, help="days the events span (default 2)")
     generate.add_argument("--files", type=int, default=3, help="stream files (default 3)")

@@ -32,7 +32,7 @@ def check_batch_id(batch_id: str) -> str:
 def make_batch_id(prefix: str, token: str) -> str:
     """A valid batch id from a free-form prefix and a token (e.g. a timestamp)."""
     raw = f"{prefix}-{token}"
-    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "-", raw).strip("-.") or "batch"
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+|\.{2,}", "-", raw).strip("-.") or "batch"
     if len(cleaned) > 128:
         digest = hashlib.sha256(raw.encode()).hexdigest()[:16]
         cleaned = f"{cleaned[:111]}-{digest}"

@@ -78,7 +78,9 @@ _TITLE_WORDS = (
     "Young", "Free", "Alive", "Tonight", "Memories", "Waves", "Angel", "Ghost", "Diamond",
     "Honey", "Highway", "Runaway", "Kingdom", "Mirror", "Garden", "Rebel", "Soul", "Rhythm",
 )
-_NON_ASCII_WORDS = ("Café", "Corazón", "Niño", "Straße", "Smörgåsbord", "Ça va", "夜に駆ける", "사랑", "Ночь")
+_NON_ASCII_WORDS = (
+    "Café", "Corazón", "Niño", "Straße", "Smörgåsbord", "Ça va", "夜に駆ける", "사랑", "Ночь",
+)
 _TRICKY_TITLES = ('Hello, "World"', '"Heroes"', "Comma, Separated, Title", 'Say "Hi", Then Go')
 _TRICKY_ARTISTS = ("Tyler, The Creator", "Earth, Wind & Fire", 'Jimmy "Bo" Horne')
 _MULTILINE_ALBUM = "Live at\nthe Apollo"
@@ -116,6 +118,14 @@ class GeneratedDataset:
     row_counts: dict[str, int]
     dirty_cases: tuple[DirtyCase, ...]
     dirty_cases_path: Path | None
+
+    def describe(self) -> list[str]:
+        """One line per written CSV (data rows), then one per dirty case with its expected outcome."""
+        lines = [f"{path}: {rows:,} rows" for path, rows in self.row_counts.items()]
+        for case in self.dirty_cases:
+            count = f" ({case.affected_rows} rows)" if case.affected_rows else ""
+            lines.append(f"{case.path}: {case.rule} -> {case.expected}{count}")
+        return lines
 
 
 @dataclass(frozen=True)
@@ -234,10 +244,12 @@ def _write_lines(path: Path, lines: list[str], newline: str = "\n", prefix: byte
 
 
 def _strings(values: tuple[str, ...] | list[str]) -> pa.StringArray:
+    """A string array of ``values``."""
     return pa.array(list(values), pa.string())
 
 
 def _pick(rng: np.random.Generator, pool: tuple[str, ...], n: int) -> pa.Array:
+    """``n`` uniform draws from ``pool``."""
     return pc.take(_strings(pool), pa.array(rng.integers(0, len(pool), n)))
 
 
@@ -306,6 +318,7 @@ def _artists(rng: np.random.Generator, n: int) -> pa.Array:
 
 
 def _decimals(values: np.ndarray, places: int) -> pa.Array:
+    """``values`` rounded to ``places`` decimals, as shortest decimal text."""
     return pc.cast(pa.array(np.round(values, places)), pa.string())
 
 
@@ -315,14 +328,21 @@ def _song_table(
     """Spotify-shaped song rows grouped by genre, ids ``id_start..`` in file order.
 
     About 6% of the rows repeat a track under one or two other genres (same metadata, other
-    id); track ids avoid ``exclude``. Returns the columns in SONGS_HEADER order, the distinct track ids and their Zipf
-    stream weights.
+    id); the most streamed track is always one of them and popular tracks are favoured, so
+    K3's "lowest id wins" moves KPIs. Track ids avoid ``exclude``. Returns the columns in
+    SONGS_HEADER order, the distinct track ids and their Zipf stream weights.
     """
     extra = int(round(rows * MULTI_GENRE_EXTRA_ROW_SHARE)) if rows >= 4 else 0
     tracks = rows - extra
     track_ids = _new_track_ids(rng, tracks, exclude)
     weights = 1.0 / rng.permutation(np.arange(1, tracks + 1)) ** ZIPF_EXPONENT
-    multi = rng.choice(tracks, size=(2 * extra + 2) // 3, replace=False)
+    multi = np.empty(0, np.int64)
+    if extra:
+        top = int(np.argmax(weights))
+        bias = np.sqrt(weights)
+        bias[top] = 0.0
+        others = rng.choice(tracks, size=(2 * extra + 2) // 3 - 1, replace=False, p=bias / bias.sum())
+        multi = np.concatenate([[top], others]).astype(np.int64)
     second_repeat = multi[: extra - len(multi)]
     row_track = np.concatenate([np.arange(tracks), multi, second_repeat])
     nth = np.concatenate([np.zeros(tracks, np.int64), np.ones(len(multi), np.int64), np.full(len(second_repeat), 2)])
@@ -414,7 +434,10 @@ def _draw_events(
 def _clock_text() -> pa.Array:
     """``HH:MM:SS`` for every second of a day, indexed by the second."""
     second = np.arange(86_400)
-    parts = [pc.utf8_lpad(pc.cast(pa.array(v), pa.string()), 2, "0") for v in (second // 3600, second // 60 % 60, second % 60)]
+    parts = [
+        pc.utf8_lpad(pc.cast(pa.array(v), pa.string()), 2, "0")
+        for v in (second // 3600, second // 60 % 60, second % 60)
+    ]
     return pc.binary_join_element_wise(*parts, ":")
 
 
@@ -480,7 +503,8 @@ def _write_streams(
                 if first_chunk:
                     previous = (user[: n // 2].copy(), track[: n // 2].copy(), second[: n // 2].copy())
                     first_chunk = False
-                f.write(_text_buffer(pc.binary_join_element_wise(_event_text(catalog.track_ids, user, track, second, start), "\n", "")))
+                lines = _event_text(catalog.track_ids, user, track, second, start)
+                f.write(_text_buffer(pc.binary_join_element_wise(lines, "\n", "")))
                 remaining -= n
         paths.append(path)
     return tuple(paths)
@@ -616,7 +640,9 @@ def _write_songs_extra(out_dir: Path, rng: np.random.Generator, first_id: int, e
     rows = 120
     columns, _, _ = _song_table(rng, rows, id_start=first_id, exclude=exclude)
     table = [[str(v) for v in c.to_pylist()] for c in columns]
-    track_col, genre_col, duration_col, id_col = (SONGS_HEADER.index(n) for n in ("track_id", "track_genre", "duration_ms", "id"))
+    track_col, genre_col, duration_col, id_col = (
+        SONGS_HEADER.index(name) for name in ("track_id", "track_genre", "duration_ms", "id")
+    )
     # rows 10 and 11 list one track under two genres; row 11 carries the lower id (K3)
     for name_index in range(1, len(SONGS_HEADER) - 1):
         if name_index != id_col:
@@ -650,5 +676,6 @@ def _write_users_extra(out_dir: Path, rng: np.random.Generator, first_id: int) -
     return [
         DirtyCase(relative, "V4 non-integer user_age", "nulled_user_age", rows, 3,
                   "user_age abc, 42.5 and forty become null; the rows are kept"),
-        DirtyCase(relative, "V4 invalid user_id", "rejected_rows", rows, 1, "user_id with a letter prefix (1 of 50 rows)"),
+        DirtyCase(relative, "V4 invalid user_id", "rejected_rows", rows, 1,
+                  "user_id with a letter prefix (1 of 50 rows)"),
     ]

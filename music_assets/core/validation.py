@@ -173,13 +173,22 @@ def _is_integer(values: pa.Array, pattern: str = INTEGER_PATTERN) -> pa.Array:
     return pc.match_substring_regex(values, pattern)
 
 
+def _is_listen_time(values: pa.Array) -> pa.Array:
+    """``YYYY-MM-DD HH:MM:SS`` and a real calendar time (no 2024-02-30, no 24:00:00)."""
+    shaped = pc.match_substring_regex(values, LISTEN_TIME_PATTERN)
+    try:
+        pc.cast(pc.if_else(shaped, values, pa.scalar("1970-01-01 00:00:00")), pa.timestamp("s"))
+        return shaped
+    except pa.ArrowInvalid:
+        parsed = pc.strptime(values, format=LISTEN_TIME_FORMAT, unit="s", error_is_null=True)
+        round_trip = pc.equal(pc.strftime(parsed, format=LISTEN_TIME_FORMAT), values)
+        return pc.and_(shaped, pc.fill_null(round_trip, False))
+
+
 def _rule_checks(contract: DatasetContract, columns: dict[str, pa.Array]) -> list[tuple[str, pa.Array]]:
     """(rule, ok-mask) pairs in the order they are reported: the first broken rule names the row."""
     if contract.name == "streams":
-        listen_time = columns["listen_time"]
-        parsed = pc.strptime(listen_time, format=LISTEN_TIME_FORMAT, unit="s", error_is_null=True)
-        round_trip = pc.equal(pc.strftime(parsed, format=LISTEN_TIME_FORMAT), listen_time)
-        time_ok = pc.and_(pc.match_substring_regex(listen_time, LISTEN_TIME_PATTERN), pc.fill_null(round_trip, False))
+        time_ok = _is_listen_time(columns["listen_time"])
         return [
             ("V3-user_id", _is_integer(columns["user_id"])),
             ("V3-track_id", pc.greater(pc.utf8_length(columns["track_id"]), 0)),
@@ -213,7 +222,7 @@ def _typed_valid_rows(
         elif name not in columns:
             arrays.append(pa.nulls(length, schema_field.type))
         elif name == "listen_time":
-            arrays.append(pc.strptime(columns[name], format=LISTEN_TIME_FORMAT, unit="s"))
+            arrays.append(pc.cast(columns[name], pa.timestamp("s")))
         elif name == "user_age":
             raw_age = columns[name]
             is_int = _is_integer(raw_age, SIGNED_INTEGER_PATTERN)
@@ -273,7 +282,7 @@ def validate_file(
     valid_path: Path,
     rejected_path: Path,
     source_seq: int = 0,
-    chunk_size_bytes: int = 16 * 1024 * 1024,
+    chunk_size_bytes: int = 4 * 1024 * 1024,
     max_rejected_row_ratio: float = 0.05,
     max_decompressed_bytes: int = 20 * 1024**3,
     on_progress: Callable[[int], None] | None = None,
@@ -348,6 +357,7 @@ def _validate_stream(
         )
     except pa.ArrowInvalid as exc:
         if "Empty CSV file" in str(exc):
+            pq.write_table(contract.schema.empty_table(), str(valid_path))
             return
         raise _arrow_error(exc) from None
 

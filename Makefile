@@ -1,0 +1,40 @@
+# One entry point for newcomers: every target builds .venv from uv.lock first.
+SHELL := /bin/bash
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+export UV_PYTHON_DOWNLOADS := never
+export PYTHONDONTWRITEBYTECODE :=
+
+.PHONY: setup test demo dev bench chaos export check-airflow2 clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml uv.lock scripts/check_prerequisites.sh
+	@scripts/check_prerequisites.sh
+	@test -x "$(UV)" || { echo "installing uv (python3 -m pip install --user uv)"; python3 -m pip install --quiet --user uv; }
+	"$(UV)" sync --frozen --compile-bytecode --python "$$(scripts/check_prerequisites.sh --python)"
+	$(BIN)/python -m compileall -q music_assets airflow_export lambda_trigger glue_scripts 2>/dev/null || true
+	@touch $(STAMP)
+
+test: setup
+	$(BIN)/python -m pytest
+
+demo: setup
+	$(BIN)/music-pipeline demo
+
+dev: setup
+	$(BIN)/music-pipeline dev
+
+export: setup
+	$(BIN)/music-pipeline export --out build/mwaa
+
+bench: setup
+	$(BIN)/python -m bench.run $(if $(ROWS),--rows $(ROWS),)
+
+chaos: setup
+	$(BIN)/python -m pytest tests/reliability --chaos
+
+clean:
+	rm -rf $(VENV) build .stack .dagster_home

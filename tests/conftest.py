@@ -1,0 +1,38 @@
+"""Shared fixtures: paths, settings, a session-wide Spark and a session-wide embedded stack."""
+
+from __future__ import annotations
+
+import os
+from typing import Iterator
+
+import pytest
+
+from music_assets.core.settings import Settings
+
+os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+os.environ.setdefault("AWS_REQUEST_CHECKSUM_CALCULATION", "when_required")
+os.environ.setdefault("AWS_RESPONSE_CHECKSUM_VALIDATION", "when_required")
+
+
+@pytest.fixture
+def settings() -> Settings:
+    return Settings()
+
+
+@pytest.fixture(scope="session")
+def spark_session() -> Iterator[object]:
+    """One local Spark for the whole run: its start-up costs ~10 s."""
+    from music_assets.core.engines import local_spark_session
+
+    session = local_spark_session(shuffle_partitions=4)
+    yield session
+    session.stop()
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[object]:
+    """One embedded moto server on 127.0.0.1 for the whole run, stopped by PID at the end."""
+    from music_assets.stack import embedded_stack
+
+    with embedded_stack(Settings()) as info:
+        yield info

@@ -1,0 +1,179 @@
+"""Every V rule of KPI_SPEC on the streaming validator, with the message a user sees."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from support import FIXTURES
+from music_assets.core.validation import ACCEPTED, QUARANTINED, validate_file
+
+STREAMS_HEADER = "user_id,track_id,listen_time\n"
+SONGS_HEADER = "id,track_id,artists,album_name,track_name,popularity,duration_ms,explicit,track_genre\n"
+
+
+def run(tmp_path: Path, data: bytes | str, dataset: str = "streams", key: str | None = None, **options):
+    raw = data.encode("utf-8") if isinstance(data, str) else data
+    key = key or f"{dataset}/input.csv"
+    result = validate_file(
+        io.BytesIO(raw), key=key, dataset=dataset, valid_path=tmp_path / "valid.parquet",
+        rejected_path=tmp_path / "rejected.csv", **options,
+    )
+    valid = pq.read_table(tmp_path / "valid.parquet").to_pylist() if result.accepted else []
+    rejected_file = tmp_path / "rejected.csv"
+    rejected = list(csv.DictReader(rejected_file.open(newline="", encoding="utf-8"))) if rejected_file.exists() else []
+    assert result.data_rows == result.valid_rows + result.rejected_rows, "every data row is accounted for"
+    return result, valid, rejected
+
+
+def test_v1_rfc4180_quotes_commas_doubled_quotes_newlines_bom_crlf(tmp_path):
+    data = (
+        "\ufeff" + SONGS_HEADER.replace("\n", "\r\n")
+        + '1,T1,"A;B",Album,"Hello, ""World""",5,200000,False,pop\r\n'
+        + '2,T2,C,"Multi\nline",Plain,5,100000,True,rock\r\n'
+    )
+    result, valid, _ = run(tmp_path, data, "songs", max_rejected_row_ratio=0)
+    assert result.status == ACCEPTED and result.valid_rows == 2
+    assert valid[0]["track_name"] == 'Hello, "World"'
+    assert valid[1]["album_name"] == "Multi\nline"
+    assert valid[0]["duration_ms"] == 200000 and valid[0]["id"] == 1
+
+
+def test_v2_header_order_free_blanks_stripped_extra_columns_ignored(tmp_path):
+    data = " listen_time , extra ,user_id,track_id\n2024-06-25 10:00:00,x,1,A\n"
+    result, valid, _ = run(tmp_path, data)
+    assert result.status == ACCEPTED
+    assert result.ignored_columns == ["extra"]
+    assert valid[0]["user_id"] == 1 and valid[0]["track_id"] == "A"
+
+
+@pytest.mark.parametrize(
+    ("data", "rule", "message"),
+    [
+        (b"", "V2-empty-file", "empty (0 bytes)"),
+        (b"user_id,track_id\n1,A\n", "V2-missing-column", "required column(s) listen_time missing"),
+        (b"user_id,track_id,listen_time,track_id\n1,A,2024-06-25 10:00:00,B\n", "V2-duplicate-column",
+         "track_id appear more than once"),
+        (STREAMS_HEADER.encode() + b"1,caf\xe9,2024-06-25 10:00:00\n", "V2-not-utf8", "not UTF-8"),
+        (b"user\xff_id,track_id,listen_time\n", "V2-not-utf8", "header is not UTF-8"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "V2-not-utf8", "header is not UTF-8"),
+        (b"ELF\x00\x01\x02,x,y\n", "V1-malformed-csv", "binary file"),
+        (b"User_ID,track_id,listen_time\n1,A,2024-06-25 10:00:00\n", "V2-missing-column", "user_id missing"),
+    ],
+)
+def test_v2_files_invalid_as_a_whole_are_quarantined_with_rule_and_file(tmp_path, data, rule, message):
+    result, _, _ = run(tmp_path, data, key="streams/bad file.csv")
+    assert result.status == QUARANTINED
+    assert result.rule == rule
+    assert message in result.error
+    assert result.error.startswith("streams/bad file.csv:")
+
+
+def test_v2_header_only_file_is_valid_with_no_rows(tmp_path):
+    result, valid, _ = run(tmp_path, STREAMS_HEADER)
+    assert (result.status, result.data_rows, valid) == (ACCEPTED, 0, [])
+
+
+@pytest.mark.parametrize(
+    ("row", "rule"),
+    [
+        ("abc,A,2024-06-25 10:00:00", "V3-user_id"),
+        ("1234567890123456789,A,2024-06-25 10:00:00", "V3-user_id"),
+        ("-1,A,2024-06-25 10:00:00", "V3-user_id"),
+        (",A,2024-06-25 10:00:00", "V3-user_id"),
+        ("1,,2024-06-25 10:00:00", "V3-track_id"),
+        ("1,  ,2024-06-25 10:00:00", "V3-track_id"),
+        ("1,A,2024-02-30 10:00:00", "V3-listen_time"),
+        ("1,A,2024-06-25 24:00:00", "V3-listen_time"),
+        ("1,A,2024-06-25 10:60:00", "V3-listen_time"),
+        ("1,A,2024-06-25T10:00:00", "V3-listen_time"),
+        ("1,A,2024-06-25 10:00", "V3-listen_time"),
+        ("1,A,2024-6-25 10:00:00", "V3-listen_time"),
+        ("1,A", "V3-field-count"),
+        ("1,A,2024-06-25 10:00:00,extra", "V3-field-count"),
+    ],
+)
+def test_v3_bad_stream_rows_are_rejected_with_their_rule(tmp_path, row, rule):
+    data = STREAMS_HEADER + "\n".join(["7,OK,2024-06-25 09:00:00"] * 3 + [row] + ["8,OK,2024-06-25 09:30:00"]) + "\n"
+    result, valid, rejected = run(tmp_path, data, max_rejected_row_ratio=1)
+    assert result.status == ACCEPTED
+    assert (result.valid_rows, result.rejected_rows) == (4, 1)
+    assert result.reject_reasons == {rule: 1}
+    assert rejected[0]["_rule"] == rule and rejected[0]["_row_number"] == "4"
+    assert rejected[0]["_reason"]
+    assert [r["_row_number"] for r in valid] == [1, 2, 3, 5]
+
+
+def test_v3_values_are_stripped_and_typed(tmp_path):
+    result, valid, _ = run(tmp_path, STREAMS_HEADER + "  42 , trk ,2024-02-29 23:59:59 \n")
+    assert result.valid_rows == 1
+    assert valid[0]["user_id"] == 42 and valid[0]["track_id"] == "trk"
+    assert str(valid[0]["listen_time"]) == "2024-02-29 23:59:59"
+
+
+def test_v3_row_numbers_stay_right_around_rows_the_parser_skips(tmp_path):
+    rows = []
+    for number in range(1, 201):
+        rows.append(f"{number},T,2024-06-25 10:00:00" if number % 37 else f"{number},T")
+    result, valid, rejected = run(tmp_path, STREAMS_HEADER + "\n".join(rows) + "\n", chunk_size_bytes=65536,
+                                  max_rejected_row_ratio=1)
+    assert sorted(int(r["_row_number"]) for r in rejected) == [37, 74, 111, 148, 185]
+    assert all(row["user_id"] == row["_row_number"] for row in valid)
+
+
+def test_v4_songs_rules(tmp_path):
+    data = SONGS_HEADER + "\n".join(
+        [
+            "1,T1,A,Al,N,5,1000,False,pop",
+            "2,T2,A,Al,N,5,1000,False,",
+            "3,T3,A,Al,N,5,1.5,False,pop",
+            "x,T4,A,Al,N,5,1000,False,pop",
+            "5,,A,Al,N,5,1000,False,pop",
+        ]
+    ) + "\n"
+    result, valid, _ = run(tmp_path, data, "songs", max_rejected_row_ratio=1)
+    assert result.reject_reasons == {"V4-track_genre": 1, "V4-duration_ms": 1, "V4-id": 1, "V4-track_id": 1}
+    assert [v["track_id"] for v in valid] == ["T1"]
+
+
+def test_v4_users_bad_age_becomes_null_and_is_counted(tmp_path):
+    data = "user_id,user_name,user_age,user_country,created_at\n1,A,x,US,2024-01-01\n2,B,,GH,\n3,C,30,FR,\nz,D,1,US,\n"
+    result, valid, _ = run(tmp_path, data, "users", max_rejected_row_ratio=1)
+    assert result.reject_reasons == {"V4-user_id": 1}
+    assert [(v["user_id"], v["user_age"]) for v in valid] == [(1, None), (2, None), (3, 30)]
+    assert result.nulled_user_age == 1
+
+
+def test_v5_threshold_quarantines_a_likely_broken_export(tmp_path):
+    good = ["1,T,2024-06-25 10:00:00"] * 19
+    accepted, _, _ = run(tmp_path, STREAMS_HEADER + "\n".join(good + ["x,T,2024-06-25 10:00:00"]) + "\n")
+    assert accepted.status == ACCEPTED and accepted.rejected_rows == 1
+    broken, _, _ = run(tmp_path, STREAMS_HEADER + "\n".join(good[:18] + ["x,T,y"] * 2) + "\n")
+    assert broken.status == QUARANTINED and broken.rule == "V5-too-many-rejected-rows"
+    assert "2 of 20 data rows are invalid" in broken.error
+
+
+def test_gzip_input_and_decompression_cap(tmp_path):
+    data = gzip.compress((STREAMS_HEADER + "1,T,2024-06-25 10:00:00\n" * 1000).encode())
+    result, valid, _ = run(tmp_path, data, key="streams/a.csv.gz")
+    assert result.valid_rows == 1000 and len(valid) == 1000
+    bomb, _, _ = run(tmp_path, data, key="streams/a.csv.gz", max_decompressed_bytes=10_000)
+    assert bomb.rule == "V2-too-large"
+    broken, _, _ = run(tmp_path, b"not gzip at all", key="streams/b.csv.gz")
+    assert broken.status == QUARANTINED
+
+
+def test_real_lab_streams_and_users_files_are_clean(tmp_path):
+    streams = (FIXTURES / "realdata" / "streams1_head2000.csv").read_bytes()
+    result, valid, _ = run(tmp_path, streams)
+    assert (result.status, result.valid_rows, result.rejected_rows) == (ACCEPTED, 2000, 0)
+    assert valid[0]["user_id"] == 26213 and valid[0]["track_id"] == "4dBa8T7oDV9WvGr7kVS4Ez"
+    users = (FIXTURES / "realdata" / "users_head1000.csv").read_bytes()
+    result, valid, _ = run(tmp_path, users, "users")
+    assert (result.valid_rows, result.nulled_user_age) == (1000, 0)
+    assert valid[0] == {**valid[0], "user_id": 1, "user_name": "Norma Fisher", "user_age": 65}
