@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Any, Callable, Sequence
 from .core.settings import Settings, SettingsError
 
 Command = Callable[[argparse.Namespace], int]
+STATE_DIR = Path(".stack")
 
 
 def _progress(message: str) -> None:
@@ -86,8 +88,127 @@ def cmd_compute(args: argparse.Namespace) -> int:
     return 0 if result.report["overall_status"] != "FAILED" else 1
 
 
+def cli_settings(**overrides: object) -> Settings:
+    """Settings from the environment; without an S3 endpoint, the running local stack if there is one."""
+    from .stack import stack_status
+
+    settings = Settings.from_env(**overrides)
+    if settings.s3_endpoint_url is None and not os.environ.get("AWS_PROFILE"):
+        status = stack_status(STATE_DIR)
+        if status is not None and status.running:
+            print(f"(using the local stack at {status.endpoint_url}: set S3_ENDPOINT_URL to target another)",
+                  file=sys.stderr)
+            endpoint = status.endpoint_url
+            settings = settings.with_overrides(
+                s3_endpoint_url=endpoint, dynamodb_endpoint_url=endpoint, cloudwatch_endpoint_url=endpoint,
+                glue_endpoint_url=endpoint,
+            )
+    return settings
+
+
+def cmd_stack(args: argparse.Namespace) -> int:
+    from .stack import describe_stack, describe_status, stack_status, start_stack, stop_stack
+
+    if args.action == "up":
+        info = start_stack(Settings.from_env(), port=args.port, state_dir=STATE_DIR)
+        print(describe_stack(info))
+        print("stop it with: music-pipeline stack down")
+    elif args.action == "down":
+        print(stop_stack(STATE_DIR).message)
+    else:
+        status = stack_status(STATE_DIR)
+        print(describe_status(status) if status else "no local stack is running (start one: music-pipeline stack up)")
+        return 0 if status and status.running else 1
+    return 0
+
+
+def upload_inputs(settings: Settings, data_dir: Path) -> list[str]:
+    """Upload a data folder (either layout of ``compute``) to the raw bucket; returns the keys."""
+    from .core.aws import s3_client
+    from .core.dry_run import discover_inputs
+    from .core.storage import S3Store
+
+    store = S3Store(s3_client(settings))
+    keys = []
+    for key, path in discover_inputs(data_dir).items():
+        store.upload(path, settings.raw_data_bucket, key)
+        keys.append(key)
+    return keys
+
+
+def cmd_upload(args: argparse.Namespace) -> int:
+    settings = cli_settings()
+    keys = upload_inputs(settings, Path(args.data))
+    for key in keys:
+        print(f"uploaded s3://{settings.raw_data_bucket}/{key}")
+    return 0
+
+
+def cmd_kpis(args: argparse.Namespace) -> int:
+    import json
+
+    from .core.aws import dynamodb_resource
+    from .core.kpi_store import read_kpi_items
+    from .core.kpis import export_from_items
+
+    settings = cli_settings()
+    table = dynamodb_resource(settings).Table(settings.dynamodb_table_name)
+    export = export_from_items(read_kpi_items(table, args.date))
+    if args.json:
+        Path(args.json).write_text(json.dumps(export, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        print(f"wrote {len(export['daily_genre_kpis'])} KPI rows to {args.json}")
+        return 0
+    print(format_kpi_table(export))
+    return 0
+
+
+def format_kpi_table(export: dict[str, Any]) -> str:
+    header = f"{'date':<10}  {'genre':<20} {'listens':>9} {'listeners':>9} {'avg ms/user':>14}  top song"
+    lines = [header, "-" * len(header)]
+    for row in export["daily_genre_kpis"]:
+        top = row["top_3_songs"][0]["track_name"] if row["top_3_songs"] else ""
+        lines.append(
+            f"{row['date']:<10}  {row['genre'][:20]:<20} {row['listen_count']:>9,} {row['unique_listeners']:>9,} "
+            f"{row['avg_listening_time_per_user_ms']:>14,.3f}  {top[:40]}"
+        )
+    if not export["daily_genre_kpis"]:
+        lines.append("(no KPIs stored yet)")
+    return "\n".join(lines)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo(
+        data_dir=Path(args.data) if args.data else None,
+        engine=args.engine,
+        kpis_json=Path(args.kpis_json),
+        streams=args.streams,
+        progress=_progress,
+    )
+
+
+def cmd_dev(args: argparse.Namespace) -> int:
+    from .devserver import run_dev
+
+    return run_dev(Settings.from_env(), port=args.port, stack_port=args.stack_port)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from airflow_export import export_bundle
+
+    result = export_bundle(Path(args.out), env=args.env)
+    for line in result.describe():
+        print(line)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="music-pipeline", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="music-pipeline",
+        description="Music streaming pipeline: validate, enrich and compute daily genre KPIs; run it locally "
+        "with Dagster, ship it to MWAA + Glue.",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     generate = commands.add_parser("generate-data", help="write deterministic sample data shaped like the lab files")
@@ -107,6 +228,37 @@ def build_parser() -> argparse.ArgumentParser:
     compute.add_argument("--out", default="out/compute", help="where the report, Parquet and KPIs go")
     compute.add_argument("--kpis-json", default=None, help="KPI export path (default OUT/kpis.json)")
     compute.set_defaults(handler=cmd_compute)
+
+    stack = commands.add_parser("stack", help="the embedded S3 + DynamoDB (+ Glue, CloudWatch) endpoint on 127.0.0.1")
+    stack.add_argument("action", choices=("up", "down", "status"))
+    stack.add_argument("--port", type=int, default=4566)
+    stack.set_defaults(handler=cmd_stack)
+
+    upload = commands.add_parser("upload", help="upload a data folder to the raw bucket")
+    upload.add_argument("data", help="songs.csv, users.csv and streams/ (or songs/ users/ streams/)")
+    upload.set_defaults(handler=cmd_upload)
+
+    kpis = commands.add_parser("kpis", help="read the KPIs stored in DynamoDB")
+    kpis.add_argument("--date", default=None, help="one date, YYYY-MM-DD")
+    kpis.add_argument("--json", default=None, help="write the KPI export JSON here instead of printing a table")
+    kpis.set_defaults(handler=cmd_kpis)
+
+    demo = commands.add_parser("demo", help="the whole pipeline through Dagster on the embedded stack")
+    demo.add_argument("--data", default=None, help="your data folder (default: generated sample data)")
+    demo.add_argument("--engine", choices=("duckdb", "spark"), default=None, help="default: ENGINE or duckdb")
+    demo.add_argument("--kpis-json", default="out/demo_kpis.json", help="where to write the KPI export")
+    demo.add_argument("--streams", type=int, default=200_000, help="stream rows of generated data")
+    demo.set_defaults(handler=cmd_demo)
+
+    dev = commands.add_parser("dev", help="the embedded stack and the Dagster UI with its sensor, until Ctrl-C")
+    dev.add_argument("--port", type=int, default=3000, help="Dagster UI port on 127.0.0.1")
+    dev.add_argument("--stack-port", type=int, default=4566)
+    dev.set_defaults(handler=cmd_dev)
+
+    export = commands.add_parser("export", help="render the MWAA DAG, Glue jobs and deploy bundle from the assets")
+    export.add_argument("--out", required=True)
+    export.add_argument("--env", default="default", help="environment block of deploy/environments.toml")
+    export.set_defaults(handler=cmd_export)
     return parser
 
 
@@ -114,7 +266,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)
-    except (SettingsError, ValueError, FileNotFoundError) as exc:
+    except (SettingsError, ValueError, FileNotFoundError, RuntimeError) as exc:
         print(f"music-pipeline {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

@@ -17,6 +17,7 @@ from .pipeline import Progress
 from .storage import LocalStore
 
 OUTPUT_BUCKETS = ("processed_bucket", "quarantine_bucket", "archive_bucket")
+UPLOAD_ORDER = ("songs", "users", "streams")
 
 
 class InputLayoutError(ValueError):
@@ -24,7 +25,10 @@ class InputLayoutError(ValueError):
 
 
 def discover_inputs(data_dir: Path) -> dict[str, Path]:
-    """Map raw-bucket keys to files: ``songs.csv``/``users.csv``/``streams/`` or ``songs/ users/ streams/``."""
+    """Map raw-bucket keys to files: ``songs.csv``/``users.csv``/``streams/`` or ``songs/ users/ streams/``.
+
+    Reference data comes first, so an upload in this order never shows a sensor streams without songs.
+    """
     if not data_dir.is_dir():
         raise InputLayoutError(f"{data_dir} is not a folder")
     files: dict[str, Path] = {}
@@ -33,7 +37,7 @@ def discover_inputs(data_dir: Path) -> dict[str, Path]:
             flat = data_dir / f"{name}{suffix}"
             if flat.is_file():
                 files[f"{name}/{flat.name}"] = flat
-    for dataset in layout.DATASETS:
+    for dataset in UPLOAD_ORDER:
         folder = data_dir / dataset
         if folder.is_dir():
             for path in sorted(p for p in folder.rglob("*") if p.is_file()):
