@@ -106,3 +106,27 @@ def contract_for(dataset: str) -> DatasetContract:
         return CONTRACTS[dataset]
     except KeyError:
         raise ValueError(f"unknown dataset {dataset!r}; expected one of {', '.join(CONTRACTS)}") from None
+
+
+def reference_schema(contract: DatasetContract) -> pa.Schema:
+    """The schema of a reference snapshot: the contract's typed columns without the row bookkeeping."""
+    return pa.schema([f for f in contract.schema if f.name not in (ROW_NUMBER_COLUMN, SOURCE_SEQ_COLUMN)])
+
+
+PROCESSED_EVENTS_SCHEMA = pa.schema(
+    [
+        ("user_id", pa.int64()),
+        ("track_id", pa.string()),
+        ("listen_time", pa.timestamp("s")),
+        ("event_date", pa.string()),
+        ("track_genre", pa.string()),
+        ("track_name", pa.string()),
+        ("artists", pa.string()),
+        ("duration_ms", pa.int64()),
+        ("user_country", pa.string()),
+        ("user_age", pa.int64()),
+        ("known_user", pa.bool_()),
+        ("source_batch_id", pa.string()),
+    ]
+)
+"""The data columns of processed Parquet (the partition columns date, batch_id, genre live in paths)."""

@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterable
 import pyarrow.parquet as pq
 
 from . import layout
-from .contracts import SONGS, STREAMS, USERS, contract_for
+from .contracts import PROCESSED_EVENTS_SCHEMA, STREAMS, contract_for, reference_schema
 from .engines import Engine
 from .kpis import DailyKpis, assemble_kpis
 from .settings import Settings
@@ -275,19 +275,17 @@ def _update_reference(
 ) -> int | None:
     """Upsert this batch's songs or users into the reference snapshot; registers ``reference_{dataset}``."""
     contract = contract_for(dataset)
-    reference_schema = contract.schema.remove(contract.schema.get_field_index("_row_number")).remove(
-        contract.schema.get_field_index("_source_seq")
-    )
+    snapshot_schema = reference_schema(contract)
     previous = store.download_prefix(settings.processed_bucket, layout.reference_prefix(dataset), work / f"prev_{dataset}")
-    engine.register_parquet(f"reference_{dataset}", previous, reference_schema)
+    engine.register_parquet(f"reference_{dataset}", previous, snapshot_schema)
     staged = _accepted_staging(report, dataset)
     if not staged:
         return None
     _register_staged(store, engine, settings.processed_bucket, f"batch_{dataset}", staged, contract.schema, work)
-    snapshot = engine.query(render(f"reference_{dataset}")).cast(reference_schema)
+    snapshot = engine.query(render(f"reference_{dataset}")).cast(snapshot_schema)
     path = work / f"{dataset}.parquet"
     pq.write_table(snapshot, path, compression="snappy")
-    engine.register_parquet(f"reference_{dataset}", [path], reference_schema)
+    engine.register_parquet(f"reference_{dataset}", [path], snapshot_schema)
     store.upload(path, settings.processed_bucket, f"{layout.reference_prefix(dataset)}{dataset}.parquet")
     return snapshot.num_rows
 
@@ -343,27 +341,11 @@ def process_batch(
     )
 
 
-PROCESSED_SCHEMA_FIELDS = (
-    "user_id", "track_id", "listen_time", "event_date", "track_genre", "track_name", "artists", "duration_ms",
-    "user_country", "user_age", "known_user", "source_batch_id",
-)
-
-
 def compute_daily_kpis(
     store: ObjectStore, settings: Settings, engine: Engine, dates: Iterable[str], *, progress: Progress | None = None
 ) -> DailyKpis:
     """K1-K7 for ``dates`` from all processed data of those dates, whichever batch brought it."""
-    import pyarrow as pa
-
     dates = sorted(set(dates))
-    schema = pa.schema(
-        [
-            ("user_id", pa.int64()), ("track_id", pa.string()), ("listen_time", pa.timestamp("s")),
-            ("event_date", pa.string()), ("track_genre", pa.string()), ("track_name", pa.string()),
-            ("artists", pa.string()), ("duration_ms", pa.int64()), ("user_country", pa.string()),
-            ("user_age", pa.int64()), ("known_user", pa.bool_()), ("source_batch_id", pa.string()),
-        ]
-    )
     with tempfile.TemporaryDirectory(prefix="kpis-") as scratch:
         paths: list[Path] = []
         for day in dates:
@@ -372,7 +354,7 @@ def compute_daily_kpis(
             paths += store.download_prefix(
                 settings.processed_bucket, layout.processed_date_prefix(day), Path(scratch) / day
             )
-        engine.register_parquet("processed_events", paths, schema)
+        engine.register_parquet("processed_events", paths, PROCESSED_EVENTS_SCHEMA)
         engine.materialize("kpi_events", render("kpi_events"))
         return assemble_kpis(
             engine.query(render("genre_kpis")), engine.query(render("top_songs")), engine.query(render("top_genres"))
@@ -412,10 +394,3 @@ def archive_batch(
         _delete_if_unchanged(store, report["raw_bucket"], raw)
         archived.append({"key": raw.key, "archive_key": target})
     return archived
-
-
-__all__ = [
-    "FAILED", "NO_NEW_FILES", "PASSED", "PASSED_WITH_QUARANTINE", "PROCEED_STATUSES", "Manifest", "RawFile",
-    "ProcessingResult", "plan_batch", "validate_batch", "process_batch", "compute_daily_kpis", "archive_batch",
-    "overall_status", "quarantine_file", "SONGS", "USERS",
-]
