@@ -194,6 +194,28 @@ def cmd_dev(args: argparse.Namespace) -> int:
     return run_dev(Settings.from_env(), port=args.port, stack_port=args.stack_port)
 
 
+def cmd_audit(args: argparse.Namespace) -> int:
+    from .core.audit import audit
+    from .core.aws import dynamodb_resource, s3_client
+    from .core.engines import create_engine
+    from .core.storage import S3Store
+
+    settings = cli_settings(engine=args.engine)
+    dynamodb = dynamodb_resource(settings)
+    with create_engine(settings.engine, shuffle_partitions=settings.spark_shuffle_partitions) as engine:
+        result = audit(
+            S3Store(s3_client(settings)), settings, engine,
+            dynamodb.Table(settings.file_tracker_table_name), dynamodb.Table(settings.dynamodb_table_name),
+        )
+    print("audit: " + ", ".join(f"{name} {count}" for name, count in sorted(result.counts.items())))
+    for line in result.in_flight:
+        print(f"  in flight: {line}")
+    for line in result.violations:
+        print(f"  VIOLATION: {line}")
+    print("invariant holds" if result.ok else f"{len(result.violations)} violation(s)")
+    return 0 if result.ok else 1
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from airflow_export import export_bundle
 
@@ -254,6 +276,10 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--port", type=int, default=3000, help="Dagster UI port on 127.0.0.1")
     dev.add_argument("--stack-port", type=int, default=4566)
     dev.set_defaults(handler=cmd_dev)
+
+    audit = commands.add_parser("audit", help="check that every file and row is accounted for and KPIs are exact")
+    audit.add_argument("--engine", choices=("duckdb", "spark"), default=None)
+    audit.set_defaults(handler=cmd_audit)
 
     export = commands.add_parser("export", help="render the MWAA DAG, Glue jobs and deploy bundle from the assets")
     export.add_argument("--out", required=True)
