@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -70,9 +71,17 @@ def run_dry(
     batch_id: str | None = None,
     progress: Progress | None = None,
 ) -> DryRunResult:
-    """Validate, enrich and compute KPIs of ``data_dir`` into ``out_dir``; input files are never changed."""
+    """Validate, enrich and compute KPIs of ``data_dir`` into ``out_dir``; input files are never changed.
+
+    The bucket folders under ``out_dir`` are emptied first: a dry run shows this input only.
+    """
     inputs = discover_inputs(data_dir)
     outputs = {getattr(settings, name): out_dir / name.removesuffix("_bucket") for name in OUTPUT_BUCKETS}
+    data_root = data_dir.resolve()
+    for folder in outputs.values():
+        if folder.resolve() == data_root or folder.resolve() in data_root.parents:
+            raise InputLayoutError(f"{folder} holds the input folder {data_dir}: choose another --out")
+        shutil.rmtree(folder, ignore_errors=True)
     store = LocalStore({settings.raw_data_bucket: inputs, **outputs})
     batch_id = batch_id or layout.make_batch_id("dry-run", datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ"))
     manifest = plan_batch(batch_id, settings.raw_data_bucket, store.list(settings.raw_data_bucket))

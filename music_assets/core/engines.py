@@ -107,8 +107,14 @@ class SparkEngine(Engine):
     name = "spark"
 
     def __init__(self, spark: Any | None = None, *, shuffle_partitions: int = 8) -> None:
-        self._owns_session = spark is None
-        self._spark = spark if spark is not None else local_spark_session(shuffle_partitions=shuffle_partitions)
+        if spark is None:
+            from pyspark.sql import SparkSession
+
+            self._owns_session = SparkSession.getActiveSession() is None
+            spark = local_spark_session(shuffle_partitions=shuffle_partitions)
+        else:
+            self._owns_session = False
+        self._spark = spark
         self._views: list[str] = []
 
     @property
@@ -154,31 +160,43 @@ class SparkEngine(Engine):
             self._spark.stop()
 
 
-def local_spark_session(*, shuffle_partitions: int = 8, app_name: str = "music-pipeline") -> Any:
-    """A ``local[*]`` Spark session bound to 127.0.0.1, tuned for one machine and UTC times."""
+def local_spark_conf(*, shuffle_partitions: int = 8, app_name: str = "music-pipeline") -> dict[str, str]:
+    """The Spark conf of a ``local[*]`` session bound to 127.0.0.1, tuned for one machine and UTC times."""
+    return {
+        "spark.master": "local[*]",
+        "spark.app.name": app_name,
+        "spark.driver.host": "127.0.0.1",
+        "spark.driver.bindAddress": "127.0.0.1",
+        "spark.ui.enabled": "false",
+        "spark.ui.showConsoleProgress": "false",
+        "spark.sql.session.timeZone": "UTC",
+        "spark.sql.shuffle.partitions": str(shuffle_partitions),
+        "spark.sql.adaptive.enabled": "true",
+        "spark.sql.autoBroadcastJoinThreshold": str(64 * 1024 * 1024),
+        "spark.sql.execution.arrow.pyspark.enabled": "true",
+        "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
+        "spark.driver.memory": os.environ.get("SPARK_DRIVER_MEMORY", "4g"),
+        "spark.sql.sources.partitionOverwriteMode": "dynamic",
+    }
+
+
+def prepare_local_spark() -> None:
+    """Environment a local Spark needs before it starts: 127.0.0.1, this Python, and a Java."""
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
         raise RuntimeError("Spark needs Java 17: install a JDK (e.g. apt-get install openjdk-17-jre-headless)")
+
+
+def local_spark_session(*, shuffle_partitions: int = 8, app_name: str = "music-pipeline") -> Any:
+    """A ``local[*]`` Spark session with :func:`local_spark_conf`."""
+    prepare_local_spark()
     from pyspark.sql import SparkSession
 
-    session = (
-        SparkSession.builder.master("local[*]")
-        .appName(app_name)
-        .config("spark.driver.host", "127.0.0.1")
-        .config("spark.driver.bindAddress", "127.0.0.1")
-        .config("spark.ui.enabled", "false")
-        .config("spark.ui.showConsoleProgress", "false")
-        .config("spark.sql.session.timeZone", "UTC")
-        .config("spark.sql.shuffle.partitions", str(shuffle_partitions))
-        .config("spark.sql.adaptive.enabled", "true")
-        .config("spark.sql.autoBroadcastJoinThreshold", str(64 * 1024 * 1024))
-        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
-        .config("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
-        .config("spark.driver.memory", os.environ.get("SPARK_DRIVER_MEMORY", "4g"))
-        .config("spark.sql.sources.partitionOverwriteMode", "dynamic")
-        .getOrCreate()
-    )
+    builder = SparkSession.builder
+    for key, value in local_spark_conf(shuffle_partitions=shuffle_partitions, app_name=app_name).items():
+        builder = builder.config(key, value)
+    session = builder.getOrCreate()
     session.sparkContext.setLogLevel("ERROR")
     return session
 

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import Context, Decimal
 from typing import Any, Iterable
 
 import pyarrow as pa
 
-AVERAGE_QUANTUM = Decimal("0.001")
 TOP_GENRES_SK = "TOP_GENRES"
 
 
 def average_per_user(total_listening_time_ms: int, unique_listeners: int) -> Decimal:
-    """K5: total / unique listeners as a Decimal rounded half-even to 3 decimal places."""
-    return (Decimal(total_listening_time_ms) / Decimal(unique_listeners)).quantize(AVERAGE_QUANTUM, ROUND_HALF_EVEN)
+    """K5: total / unique listeners as a Decimal rounded half-even to 3 decimal places, exactly at any size."""
+    quotient, remainder = divmod(total_listening_time_ms * 1000, unique_listeners)
+    if 2 * remainder > unique_listeners or (2 * remainder == unique_listeners and quotient % 2):
+        quotient += 1
+    return Decimal(quotient).scaleb(-3, Context(prec=max(28, len(str(quotient)))))
 
 
 @dataclass

@@ -65,6 +65,11 @@ def report_key(batch_id: str) -> str:
     return f"validation_results/batch_id={check_batch_id(batch_id)}/validation_report.json"
 
 
+def processing_key(batch_id: str) -> str:
+    """Where the ETL job records what it processed (the event dates) for the KPI and archive steps."""
+    return f"validation_results/batch_id={check_batch_id(batch_id)}/processing.json"
+
+
 def quarantine_key(batch_id: str, raw_key: str) -> str:
     return f"quarantine/batch_id={check_batch_id(batch_id)}/{check_relative_key(raw_key)}"
 
