@@ -1,0 +1,3 @@
+"""The asset group every batch asset belongs to (one box in the UI's lineage graph)."""
+
+GROUP_NAME = "music_batches"

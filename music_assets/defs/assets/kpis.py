@@ -1,0 +1,76 @@
+"""Daily genre KPIs in DynamoDB, recomputed for the batch's dates from all processed data of those dates."""
+
+from datetime import datetime, timezone
+
+from dagster import AssetExecutionContext, AssetKey, MaterializeResult, MetadataValue, asset
+
+from music_assets.core import tracker as file_status
+from music_assets.core.kpi_store import write_daily_kpis
+from music_assets.core.kpis import DailyKpis, to_dynamodb_items
+from music_assets.core.metrics import ETL_NAMESPACE, publish_metrics
+from music_assets.core.pipeline import compute_daily_kpis
+
+from ..batch import Batch, accepted_files, markdown_table
+from ..mapping import WRITE_TO_DYNAMODB
+from ..partitions import batch_partitions
+from ..resources import CloudWatchResource, DynamoDBResource, EngineResource, PipelineS3Resource, PipelineSettings
+from .group import GROUP_NAME
+
+PREVIEW_DAYS = 14
+
+
+@asset(
+    partitions_def=batch_partitions,
+    group_name=GROUP_NAME,
+    kinds={"sql", "dynamodb"},
+    deps=["processed_streams"],
+    metadata=WRITE_TO_DYNAMODB.metadata(),
+    description=(
+        "Daily genre KPIs and top genres (KPI_SPEC K1-K7) of every date the batch touched, recomputed from all "
+        "processed data of those dates and written to DynamoDB; items of a date that no longer exist are removed. "
+        "Marks the batch's accepted files PROCESSED."
+    ),
+)
+def daily_genre_kpis(
+    context: AssetExecutionContext,
+    settings: PipelineSettings,
+    s3: PipelineS3Resource,
+    dynamodb: DynamoDBResource,
+    cloudwatch: CloudWatchResource,
+    engine: EngineResource,
+) -> MaterializeResult:
+    batch = Batch.open(context, settings, s3, dynamodb, cloudwatch)
+    with batch.fail_files_on_error():
+        processed = batch.upstream_metadata(AssetKey("processed_streams"))
+        dates: list[str] = processed["dates"]
+        with engine.open() as sql_engine:
+            kpis = compute_daily_kpis(batch.store, batch.settings, sql_engine, dates, progress=context.log.info)
+        computed_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        items = to_dynamodb_items(kpis, batch_id=batch.batch_id, computed_at=computed_at)
+        written = write_daily_kpis(dynamodb.table(batch.settings.dynamodb_table_name), items, dates)
+        batch.set_status(accepted_files(batch.report()), file_status.PROCESSED)
+        publish_metrics(
+            batch.cloudwatch,
+            ETL_NAMESPACE,
+            {"ProcessedRecords": processed["dagster/row_count"], "DynamoDBWrites": written.written},
+        )
+    return MaterializeResult(
+        metadata={
+            "dates": MetadataValue.json(written.dates),
+            "items_written": written.written,
+            "items_deleted": written.deleted,
+            "genre_days": len(kpis.genre_days),
+            "table": batch.settings.dynamodb_table_name,
+            "top_genres": _top_genres_preview(kpis),
+        }
+    )
+
+
+def _top_genres_preview(kpis: DailyKpis) -> MetadataValue:
+    """Each day's top genres (the first ``PREVIEW_DAYS`` days) as one markdown table."""
+    rows = [
+        [day, genre["rank"], genre["genre"], genre["listen_count"]]
+        for day, ranking in sorted(kpis.top_genres.items())[:PREVIEW_DAYS]
+        for genre in ranking
+    ]
+    return markdown_table(["date", "rank", "genre", "listens"], rows, limit=5 * PREVIEW_DAYS)

@@ -1,0 +1,13 @@
+"""The job the sensor launches: every batch asset and check, for one batch partition."""
+
+from dagster import AssetSelection, define_asset_job
+
+from .assets.group import GROUP_NAME
+
+BATCH_PIPELINE_JOB_NAME = "batch_pipeline_job"
+
+batch_pipeline_job = define_asset_job(
+    BATCH_PIPELINE_JOB_NAME,
+    selection=AssetSelection.groups(GROUP_NAME),
+    description="Validate, process, compute KPIs and archive one batch (the Dagster twin of the MWAA DAG).",
+)

@@ -1,0 +1,180 @@
+"""The raw-bucket sensor: each tick turns new raw file versions into one claimed batch and requests its run.
+
+A file version is a key and its ETag. The cursor maps every key of the current listing that the
+sensor has dealt with to its ETag, so it stays as small as the raw bucket (archived and
+quarantined keys vanish from it) and a re-upload with new content is a new version. The file
+tracker is the durable record: a version it already knows is never claimed again, whatever the
+cursor says, and a version still CLAIMED by a batch whose run was never requested (a tick that
+died after claiming) gets that batch requested again under the same run key.
+"""
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Iterable, Mapping
+
+from dagster import (
+    DagsterRunStatus,
+    DefaultSensorStatus,
+    RunRequest,
+    RunsFilter,
+    SensorEvaluationContext,
+    SensorResult,
+    sensor,
+)
+
+from music_assets.core import layout
+from music_assets.core.pipeline import DATASET_ORDER, plan_batch
+from music_assets.core.settings import Settings
+from music_assets.core.storage import ObjectInfo, ObjectStore
+from music_assets.core.tracker import CLAIMED, FileTracker
+
+from .jobs import BATCH_PIPELINE_JOB_NAME, batch_pipeline_job
+from .partitions import batch_partitions
+from .resources import DynamoDBResource, PipelineS3Resource, PipelineSettings
+
+MINIMUM_INTERVAL_SECONDS = 15
+BATCH_ID_PREFIX = "batch"
+UNFINISHED_RUN_STATUSES = [
+    DagsterRunStatus.QUEUED,
+    DagsterRunStatus.NOT_STARTED,
+    DagsterRunStatus.STARTING,
+    DagsterRunStatus.STARTED,
+    DagsterRunStatus.CANCELING,
+]
+
+
+@dataclass(frozen=True)
+class TickPlan:
+    """What one tick decided: the batch to run (None when there is nothing to do) and the next cursor."""
+
+    cursor: dict[str, str]
+    batch_id: str | None = None
+    files: int = 0
+    skipped: int = 0
+    waiting: int = 0
+    taken: int = 0
+    resumed: bool = False
+
+    def describe(self) -> str:
+        if self.batch_id is None:
+            return "no new raw file versions" + (f" ({self.taken} held by other batches)" if self.taken else "")
+        what = "requested again: its files are still CLAIMED" if self.resumed else "claimed"
+        extra = f"; {self.skipped} non-CSV key(s) listed as skipped" if self.skipped else ""
+        extra += f"; {self.waiting} file(s) wait for the next tick" if self.waiting else ""
+        extra += f"; {self.taken} already held by other batches" if self.taken else ""
+        return f"batch {self.batch_id} {what} ({self.files} file(s){extra})"
+
+
+def list_raw_files(store: ObjectStore, bucket: str) -> dict[str, ObjectInfo]:
+    """One listing per dataset prefix; folder markers (keys ending in '/') are not files."""
+    return {
+        info.key: info
+        for dataset in layout.DATASETS
+        for info in store.list(bucket, f"{dataset}/")
+        if not info.key.endswith("/")
+    }
+
+
+def batch_id_for(objects: Iterable[ObjectInfo]) -> str:
+    """A deterministic batch id from the file versions: the same versions always give the same id."""
+    lines = sorted(f"{info.key}\0{info.etag}" for info in objects)
+    digest = hashlib.sha256("\n".join(lines).encode("utf-8")).hexdigest()[:24]
+    return layout.make_batch_id(BATCH_ID_PREFIX, digest)
+
+
+def plan_tick(store: ObjectStore, tracker: FileTracker, settings: Settings, cursor: Mapping[str, str]) -> TickPlan:
+    """List the raw bucket, find the versions not yet dealt with, and claim the next batch of them.
+
+    The manifest is written before the claims, so a batch whose files are claimed always has one.
+    """
+    listing = list_raw_files(store, settings.raw_data_bucket)
+    fresh: list[ObjectInfo] = []
+    unfinished: dict[str, list[str]] = {}
+    for key, info in sorted(listing.items()):
+        if cursor.get(key) == info.etag:
+            continue
+        item = tracker.get(key, info.etag) if layout.is_csv_key(key) else None
+        if item is None:
+            fresh.append(info)
+        elif item.get("status") == CLAIMED:
+            unfinished.setdefault(str(item["batch_id"]), []).append(key)
+
+    if unfinished:
+        batch_id = min(unfinished)
+        waiting = {info.key for info in fresh} | {
+            key for other, keys in unfinished.items() if other != batch_id for key in keys
+        }
+        return TickPlan(
+            _next_cursor(listing, waiting), batch_id, files=len(unfinished[batch_id]), waiting=len(waiting), resumed=True
+        )
+
+    csv_files = sorted(
+        (info for info in fresh if layout.is_csv_key(info.key)),
+        key=lambda info: (DATASET_ORDER[str(layout.dataset_of_key(info.key))], info.key),
+    )
+    chosen, later = csv_files[: settings.max_files_per_batch], csv_files[settings.max_files_per_batch :]
+    not_csv = [info for info in fresh if not layout.is_csv_key(info.key)]
+    cursor_after = _next_cursor(listing, {info.key for info in later})
+    if not chosen and not not_csv:
+        return TickPlan(cursor_after)
+
+    batch_id = batch_id_for(chosen + not_csv)
+    manifest = plan_batch(batch_id, settings.raw_data_bucket, chosen + not_csv)
+    manifest_key = layout.manifest_key(batch_id)
+    store.put_json(settings.processed_bucket, manifest_key, manifest.to_dict())
+    claim = tracker.claim([(f.key, f.etag) for f in manifest.files], batch_id)
+    if claim.taken:
+        held = set(claim.claimed)
+        manifest.files = [f for f in manifest.files if (f.key, f.etag) in held]
+        if not manifest.files and not manifest.skipped:
+            store.delete(settings.processed_bucket, manifest_key)
+            return TickPlan(cursor_after, taken=len(claim.taken))
+        store.put_json(settings.processed_bucket, manifest_key, manifest.to_dict())
+    return TickPlan(
+        cursor_after,
+        batch_id,
+        files=len(manifest.files),
+        skipped=len(manifest.skipped),
+        waiting=len(later),
+        taken=len(claim.taken),
+    )
+
+
+def _next_cursor(listing: Mapping[str, ObjectInfo], waiting: set[str]) -> dict[str, str]:
+    return {key: info.etag for key, info in listing.items() if key not in waiting}
+
+
+@sensor(
+    job=batch_pipeline_job,
+    minimum_interval_seconds=MINIMUM_INTERVAL_SECONDS,
+    default_status=DefaultSensorStatus.RUNNING,
+    description=(
+        "Lists streams/, songs/ and users/ of the raw bucket; new file versions become one batch (a dynamic "
+        "partition), claimed in the file tracker, and one run of batch_pipeline_job. Waits while a batch run is "
+        "unfinished, so batches are processed one at a time (MWAA: max_active_runs=1)."
+    ),
+)
+def raw_bucket_sensor(
+    context: SensorEvaluationContext,
+    settings: PipelineSettings,
+    s3: PipelineS3Resource,
+    dynamodb: DynamoDBResource,
+) -> SensorResult:
+    unfinished = context.instance.get_runs(
+        filters=RunsFilter(job_name=BATCH_PIPELINE_JOB_NAME, statuses=UNFINISHED_RUN_STATUSES), limit=1
+    )
+    if unfinished:
+        return SensorResult(skip_reason=f"run {unfinished[0].run_id} of a batch is unfinished; new files wait")
+    core_settings = settings.to_settings()
+    tracker = FileTracker(dynamodb.table(core_settings.file_tracker_table_name))
+    plan = plan_tick(s3.store(), tracker, core_settings, json.loads(context.cursor) if context.cursor else {})
+    cursor = json.dumps(plan.cursor, sort_keys=True, separators=(",", ":"))
+    if plan.batch_id is None:
+        return SensorResult(skip_reason=plan.describe(), cursor=cursor)
+    context.log.info(plan.describe())
+    return SensorResult(
+        run_requests=[RunRequest(run_key=plan.batch_id, partition_key=plan.batch_id)],
+        dynamic_partitions_requests=[batch_partitions.build_add_request([plan.batch_id])],
+        cursor=cursor,
+    )
