@@ -32,7 +32,7 @@ def format_report_summary(report: dict[str, Any]) -> list[str]:
         lines.append(f"  FAILED: {reason}")
     for entry in report["files"]:
         if entry["status"] != "ACCEPTED":
-            lines.append(f"  quarantined {entry['key']}: {entry['error']}")
+            lines.append(f"  quarantined {entry['error']}")
         elif entry["rejected_rows"]:
             reasons = ", ".join(f"{rule} ×{count}" for rule, count in sorted(entry["reject_reasons"].items()))
             lines.append(f"  rejected rows in {entry['key']}: {reasons}")
