@@ -295,6 +295,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (SettingsError, ValueError, FileNotFoundError, RuntimeError) as exc:
         print(f"music-pipeline {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:
+        from .core.aws import explain_missing_storage
+
+        explained = explain_missing_storage(exc, os.environ.get("S3_ENDPOINT_URL") or _stack_endpoint())
+        if explained is None:
+            raise
+        print(f"music-pipeline {args.command}: error: {explained}", file=sys.stderr)
+        return 2
+
+
+def _stack_endpoint() -> str | None:
+    from .stack import stack_status
+
+    try:
+        status = stack_status(STATE_DIR)
+    except Exception:  # noqa: BLE001 - only used to word an error message
+        return None
+    return status.endpoint_url if status is not None else None
 
 
 if __name__ == "__main__":

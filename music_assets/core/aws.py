@@ -7,6 +7,7 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
+from botocore.exceptions import ClientError
 
 from .settings import Settings
 
@@ -70,3 +71,43 @@ def cloudwatch_client(settings: Settings) -> Any:
 def glue_client(settings: Settings) -> Any:
     endpoint = settings.glue_endpoint_url
     return _session(endpoint).client("glue", region_name=settings.aws_region, endpoint_url=endpoint, config=client_config())
+
+
+MISSING_STORAGE_CODES = ("NoSuchBucket", "ResourceNotFoundException")
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "[::1]")
+
+
+class StorageMissingError(RuntimeError):
+    """A bucket or table of the settings does not exist; the message says why that may be and what to do."""
+
+
+def explain_missing_storage(exc: BaseException, endpoint_url: str | None) -> str | None:
+    """An actionable message when ``exc`` says a bucket or table is missing (None for any other error).
+
+    On a local endpoint the likeliest cause is the embedded stack: it keeps everything in memory, so a
+    restarted stack has lost every bucket, table and tracker item of earlier runs.
+    """
+    if not isinstance(exc, ClientError):
+        return None
+    error = exc.response.get("Error", {})
+    code = error.get("Code", "")
+    if code not in MISSING_STORAGE_CODES:
+        return None
+    what = f"bucket {error['BucketName']!r}" if error.get("BucketName") else (
+        "the bucket" if code == "NoSuchBucket" else "the DynamoDB table"
+    )
+    where = endpoint_url or "AWS"
+    message = f"{what} does not exist at {where} ({code}: {error.get('Message', '')})."
+    if endpoint_url and any(host in endpoint_url for host in LOCAL_HOSTS):
+        message += (
+            " The local stack keeps its data in memory only: it was restarted (or this is another stack) and lost "
+            "the buckets, tables and file tracker of earlier runs. Start it again with the same settings "
+            "(`music-pipeline stack down`, then `music-pipeline stack up`: it creates the buckets and tables) and "
+            "upload the files again."
+        )
+    else:
+        message += (
+            " Create it, or fix RAW_DATA_BUCKET, PROCESSED_BUCKET, ARCHIVE_BUCKET, QUARANTINE_BUCKET or "
+            "DYNAMODB_TABLE_NAME."
+        )
+    return message

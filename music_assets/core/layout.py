@@ -47,6 +47,28 @@ def check_relative_key(key: str) -> str:
     return key
 
 
+MAX_PLACED_KEY_BYTES = 900  # S3 keys are at most 1024 bytes; leave room for the longest prefix we add
+UNSAFE_KEY_PREFIX = "unsafe-keys/"
+
+
+def is_safe_relative_key(key: str) -> bool:
+    try:
+        check_relative_key(key)
+    except InvalidKey:
+        return False
+    return len(key.encode("utf-8", "surrogatepass")) <= MAX_PLACED_KEY_BYTES
+
+
+def placement_key(raw_key: str) -> str:
+    """Where a raw file goes under the quarantine and archive prefixes: its own key when that is safe,
+    else a stable stand-in ``unsafe-keys/{sha256}`` (``..``, ``.``, a leading ``/``, NUL, or too long);
+    the original key is then only recorded in the ``.error.json`` and the file tracker."""
+    if is_safe_relative_key(raw_key):
+        return raw_key
+    digest = hashlib.sha256(raw_key.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+    return f"{UNSAFE_KEY_PREFIX}{digest}"
+
+
 def dataset_of_key(key: str) -> str | None:
     """The dataset a raw key belongs to (its first path segment), or None for keys outside them."""
     head = key.split("/", 1)[0]
@@ -111,5 +133,21 @@ def processed_batch_prefix(day: str, batch_id: str) -> str:
     return f"{processed_date_prefix(day)}batch_id={check_batch_id(batch_id)}/"
 
 
-def archive_key(raw_key: str, processing_date: date) -> str:
-    return f"archive/{processing_date:%Y/%m/%d}/{check_relative_key(raw_key)}"
+def archive_key(raw_key: str, processing_date: date, batch_id: str | None = None) -> str:
+    """``archive/YYYY/MM/DD/{key}``; with ``batch_id`` ``archive/YYYY/MM/DD/batch_id={id}/{key}``, the place of a
+    second version of a key archived on the same day (the first must not be overwritten)."""
+    batch = "" if batch_id is None else f"batch_id={check_batch_id(batch_id)}/"
+    return f"archive/{processing_date:%Y/%m/%d}/{batch}{check_relative_key(raw_key)}"
+
+
+def raw_key_of_archive_key(key: str) -> str:
+    """The raw key (or its ``unsafe-keys/`` stand-in) of an archive key, with or without a batch_id segment."""
+    rest = key.split("/", 4)[4] if key.count("/") >= 4 else ""
+    if rest.startswith("batch_id="):
+        rest = rest.split("/", 1)[1] if "/" in rest else ""
+    return rest
+
+
+def raw_key_of_quarantine_key(key: str) -> str:
+    """The raw key (or its ``unsafe-keys/`` stand-in) of a ``quarantine/batch_id=…/`` key."""
+    return key.split("/", 2)[2] if key.count("/") >= 2 else ""

@@ -18,7 +18,8 @@ import pyarrow.parquet as pq
 from . import layout
 from .contracts import PROCESSED_EVENTS_SCHEMA, STREAMS, contract_for, reference_schema
 from .engines import Engine
-from .kpis import DailyKpis, assemble_kpis
+from .kpi_store import KpiWriteResult, write_daily_kpis
+from .kpis import DailyKpis, assemble_kpis, to_dynamodb_items
 from .settings import Settings
 from .sql import render
 from .storage import ObjectInfo, ObjectStore
@@ -165,8 +166,16 @@ def _validate_one(
     valid_path = scratch / f"{seq}.parquet"
     rejected_path = scratch / f"{seq}.rejected.csv"
     batch_id = manifest.batch_id
-    try:
-        with store.open(manifest.raw_bucket, raw.key) as source:
+    if not layout.is_safe_relative_key(raw.key):
+        result = FileValidation(key=raw.key, dataset=raw.dataset)
+        result.quarantine(
+            "V2-unsafe-key",
+            "the object key cannot be used as a path under another prefix ('..' or '.' segments, a leading '/', "
+            f"NUL, or longer than {layout.MAX_PLACED_KEY_BYTES} bytes); rename it",
+        )
+    else:
+        bucket, key = _claimed_bytes(store, settings, manifest, raw)
+        with store.open(bucket, key) as source:
             result = validate_file(
                 source,
                 key=raw.key,
@@ -178,9 +187,6 @@ def _validate_one(
                 max_rejected_row_ratio=settings.max_rejected_row_ratio,
                 max_decompressed_bytes=settings.max_decompressed_bytes,
             )
-    except layout.InvalidKey as exc:
-        result = FileValidation(key=raw.key, dataset=raw.dataset)
-        result.quarantine("V2-unsafe-key", str(exc))
     entry: dict[str, Any] = {"etag": raw.etag, "size": raw.size, **result.to_dict()}
     if result.accepted:
         staging = layout.staging_key(batch_id, raw.dataset, raw.key)
@@ -195,6 +201,18 @@ def _validate_one(
     return entry
 
 
+def _claimed_bytes(store: ObjectStore, settings: Settings, manifest: Manifest, raw: RawFile) -> tuple[str, str]:
+    """Where the claimed version is: the raw bucket, or this batch's quarantine copy when an earlier attempt of
+    the batch moved it there and died before recording it (the same bytes give the same verdict)."""
+    current = store.head(manifest.raw_bucket, raw.key)
+    if current is None or not current.holds(raw.etag):
+        target = layout.quarantine_key(manifest.batch_id, layout.placement_key(raw.key))
+        copied = store.head(settings.quarantine_bucket, target)
+        if copied is not None and copied.holds(raw.etag, raw.size):
+            return settings.quarantine_bucket, target
+    return manifest.raw_bucket, raw.key
+
+
 def quarantine_file(
     store: ObjectStore,
     settings: Settings,
@@ -204,8 +222,11 @@ def quarantine_file(
     *,
     keep_raw: bool = False,
 ) -> str:
-    """Move an invalid raw file to quarantine beside a ``.error.json`` that says why."""
-    target = layout.quarantine_key(manifest.batch_id, raw.key)
+    """Move an invalid raw file to quarantine beside a ``.error.json`` that says why.
+
+    Copy, verify, then delete the raw object; a rerun after a crash finds the copy and only finishes the move.
+    """
+    target = layout.quarantine_key(manifest.batch_id, layout.placement_key(raw.key))
     error = {
         "batch_id": manifest.batch_id,
         "source": f"s3://{manifest.raw_bucket}/{raw.key}",
@@ -220,10 +241,14 @@ def quarantine_file(
         "reject_reasons": result.reject_reasons,
         "quarantined_at": _now(),
     }
-    store.put_json(settings.quarantine_bucket, layout.quarantine_error_key(manifest.batch_id, raw.key), error)
-    store.copy(manifest.raw_bucket, raw.key, settings.quarantine_bucket, target, if_etag=raw.etag)
+    if not layout.is_safe_relative_key(raw.key):
+        error["quarantined_as"] = target  # the key itself cannot be a path: a stand-in name is used
+    store.put_json(settings.quarantine_bucket, target + ".error.json", error)
+    current = store.head(manifest.raw_bucket, raw.key)
+    if current is not None and current.holds(raw.etag):
+        store.copy(manifest.raw_bucket, raw.key, settings.quarantine_bucket, target, if_etag=raw.etag)
     copied = store.head(settings.quarantine_bucket, target)
-    if copied is None or copied.size != raw.size:
+    if copied is None or not copied.holds(raw.etag, raw.size):
         raise RuntimeError(f"quarantine copy of {raw.key} to {target} could not be verified; raw file kept")
     if not keep_raw:
         _delete_if_unchanged(store, manifest.raw_bucket, raw)
@@ -232,7 +257,7 @@ def quarantine_file(
 
 def _delete_if_unchanged(store: ObjectStore, bucket: str, raw: RawFile) -> None:
     current = store.head(bucket, raw.key)
-    if current is not None and current.etag == raw.etag:
+    if current is not None and current.holds(raw.etag):
         store.delete(bucket, raw.key)
 
 
@@ -361,6 +386,49 @@ def compute_daily_kpis(
         )
 
 
+KPI_ROUNDS = 5
+
+
+def store_daily_kpis(
+    store: ObjectStore,
+    settings: Settings,
+    engine: Engine,
+    table: Any,
+    dates: Iterable[str],
+    *,
+    batch_id: str,
+    progress: Progress | None = None,
+) -> tuple[DailyKpis, KpiWriteResult]:
+    """Recompute the KPIs of ``dates`` from all processed data and replace them in ``table``.
+
+    Two batches of a date may finish in any order, even concurrently: if the processed data of the dates
+    changed while this computation ran, its write may hold a stale picture, so it computes and writes
+    again. The last writer thus always wrote KPIs of every batch processed before it checked.
+    """
+    dates = sorted(set(dates))
+    for _ in range(KPI_ROUNDS):
+        before = _processed_state(store, settings, dates)
+        kpis = compute_daily_kpis(store, settings, engine, dates, progress=progress)
+        items = to_dynamodb_items(kpis, batch_id=batch_id, computed_at=_now())
+        written = write_daily_kpis(table, items, dates)
+        if _processed_state(store, settings, dates) == before:
+            return kpis, written
+        if progress:
+            progress("processed data of these dates changed meanwhile (another batch): computing the KPIs again")
+    raise RuntimeError(
+        f"the processed data of {', '.join(dates)} kept changing during {KPI_ROUNDS} KPI computations; "
+        "run the batch again once the other batches are done"
+    )
+
+
+def _processed_state(store: ObjectStore, settings: Settings, dates: list[str]) -> frozenset[tuple[str, str, str]]:
+    return frozenset(
+        (info.key, info.etag, info.last_modified)
+        for day in dates
+        for info in store.list(settings.processed_bucket, layout.processed_date_prefix(day))
+    )
+
+
 def archive_batch(
     store: ObjectStore,
     settings: Settings,
@@ -372,21 +440,23 @@ def archive_batch(
     """Archive the batch's accepted raw files: copy, verify, then delete the raw object.
 
     Call only after the KPIs are stored. Files already archived (a rerun) are reported, not redone.
+    The date of the archive keys is ``processing_date``, by default the UTC date the batch was validated
+    (so a rerun on another day finds the copies of the first attempt).
     """
-    processing_date = processing_date or datetime.now(timezone.utc).date()
+    processing_date = processing_date or _report_date(report)
     archived = []
     for entry in report["files"]:
         if entry["status"] != ACCEPTED:
             continue
         raw = RawFile(entry["key"], entry["etag"], entry["size"], entry["dataset"])
-        target = layout.archive_key(raw.key, processing_date)
+        target = _archive_target(store, settings, report["batch_id"], raw, processing_date)
         current = store.head(report["raw_bucket"], raw.key)
-        if current is not None and current.etag == raw.etag:
+        if current is not None and current.holds(raw.etag):
             if progress:
                 progress(f"archiving {raw.key}")
             store.copy(report["raw_bucket"], raw.key, settings.archive_bucket, target, if_etag=raw.etag)
         copied = store.head(settings.archive_bucket, target)
-        if copied is None or copied.size != raw.size:
+        if copied is None or not copied.holds(raw.etag, raw.size):
             raise RuntimeError(
                 f"archive of {raw.key} could not be verified at s3://{settings.archive_bucket}/{target}; "
                 "the raw file was kept"
@@ -394,3 +464,21 @@ def archive_batch(
         _delete_if_unchanged(store, report["raw_bucket"], raw)
         archived.append({"key": raw.key, "archive_key": target})
     return archived
+
+
+def _report_date(report: dict[str, Any]) -> date:
+    try:
+        return date.fromisoformat(str(report.get("generated_at", ""))[:10])
+    except ValueError:
+        return datetime.now(timezone.utc).date()
+
+
+def _archive_target(store: ObjectStore, settings: Settings, batch_id: str, raw: RawFile, day: date) -> str:
+    """``archive/YYYY/MM/DD/{key}``, unless another version of the key was archived there the same day: then
+    ``archive/YYYY/MM/DD/batch_id={id}/{key}`` (overwriting would lose the other version)."""
+    placed = layout.placement_key(raw.key)
+    plain = layout.archive_key(placed, day)
+    existing = store.head(settings.archive_bucket, plain)
+    if existing is None or existing.holds(raw.etag):
+        return plain
+    return layout.archive_key(placed, day, batch_id)

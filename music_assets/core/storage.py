@@ -6,8 +6,10 @@ between the store and a local work folder, and is the one place that knows the d
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
+import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -17,12 +19,21 @@ from typing import Any, BinaryIO, Iterator
 
 @dataclass(frozen=True)
 class ObjectInfo:
-    """One stored object version: its key, ETag (without quotes) and size in bytes."""
+    """One stored object version: its key, ETag (without quotes) and size in bytes.
+
+    ``source_etag`` (from :meth:`ObjectStore.head` only) is the ETag of the object a pipeline copy was
+    made from: a copy of a multipart upload gets an ETag of its own, so the source's is kept with it.
+    """
 
     key: str
     etag: str
     size: int
     last_modified: str = ""
+    source_etag: str = ""
+
+    def holds(self, etag: str, size: int | None = None) -> bool:
+        """Whether this object is (a copy of) the version ``etag`` (and, when given, has ``size`` bytes)."""
+        return etag in (self.etag, self.source_etag) and (size is None or size == self.size)
 
 
 class ObjectStore(ABC):
@@ -90,6 +101,79 @@ class ObjectStore(ABC):
         return keys
 
 
+SOURCE_ETAG_METADATA = "source-etag"
+BODY_READ_ATTEMPTS = 6
+
+
+def _transient_read_errors() -> tuple[type[BaseException], ...]:
+    from botocore.exceptions import (
+        ConnectionClosedError,
+        EndpointConnectionError,
+        IncompleteReadError,
+        ReadTimeoutError,
+        ResponseStreamingError,
+    )
+
+    return (
+        ConnectionClosedError, EndpointConnectionError, IncompleteReadError, ReadTimeoutError, ResponseStreamingError,
+        ConnectionError, TimeoutError,
+    )
+
+
+class _ResumableBody(io.RawIOBase):
+    """An S3 object body that survives a dropped connection: it asks again for the rest (``Range``), of the
+    same version (``IfMatch``), with backoff; botocore retries requests, not bodies being read."""
+
+    def __init__(self, client: Any, bucket: str, key: str) -> None:
+        self._client, self._bucket, self._key = client, bucket, key
+        self._position = 0
+        response = client.get_object(Bucket=bucket, Key=key)
+        self._etag = response["ETag"]
+        self._size = int(response.get("ContentLength", 0))
+        self._body: Any = response["Body"]
+        self._errors = _transient_read_errors()
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def read(self, size: int | None = -1) -> bytes:
+        for attempt in range(BODY_READ_ATTEMPTS):
+            try:
+                data = self._body.read() if size is None or size < 0 else self._body.read(size)
+                self._position += len(data)
+                return data
+            except self._errors:
+                if attempt == BODY_READ_ATTEMPTS - 1:
+                    raise
+                time.sleep(min(0.2 * 2**attempt, 5.0))
+                self._reopen()
+        raise AssertionError("unreachable")
+
+    def _reopen(self) -> None:
+        try:
+            self._body.close()
+        except Exception:  # noqa: S110 - the broken connection is being replaced anyway
+            pass
+        if self._position >= self._size:
+            self._body = io.BytesIO(b"")
+            return
+        response = self._client.get_object(
+            Bucket=self._bucket, Key=self._key, IfMatch=self._etag, Range=f"bytes={self._position}-"
+        )
+        self._body = response["Body"]
+
+    def close(self) -> None:
+        try:
+            self._body.close()
+        finally:
+            super().close()
+
+
 class S3Store(ObjectStore):
     """An S3 API endpoint through a boto3 client (AWS, MinIO, moto)."""
 
@@ -114,10 +198,14 @@ class S3Store(ObjectStore):
             if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
                 return None
             raise
-        return ObjectInfo(key, head["ETag"].strip('"'), head["ContentLength"], head["LastModified"].isoformat())
+        source = head.get("Metadata", {}).get(SOURCE_ETAG_METADATA, "")
+        return ObjectInfo(
+            key, head["ETag"].strip('"'), head["ContentLength"], head["LastModified"].isoformat(), source_etag=source
+        )
 
     def open(self, bucket: str, key: str) -> BinaryIO:
-        return self.client.get_object(Bucket=bucket, Key=key)["Body"]
+        """The object's body; a connection lost mid-body is resumed where it stopped, from the same version."""
+        return _ResumableBody(self.client, bucket, key)  # type: ignore[return-value]
 
     def download(self, bucket: str, key: str, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -131,12 +219,20 @@ class S3Store(ObjectStore):
 
     def get_bytes(self, bucket: str, key: str) -> bytes | None:
         try:
-            return self.client.get_object(Bucket=bucket, Key=key)["Body"].read()
+            with self.open(bucket, key) as body:
+                return body.read()
         except self.client.exceptions.NoSuchKey:
             return None
 
     def copy(self, bucket: str, key: str, to_bucket: str, to_key: str, *, if_etag: str | None = None) -> None:
-        extra = {"CopySourceIfMatch": f'"{if_etag}"'} if if_etag else {}
+        """Copy one object; with ``if_etag`` only that version, and the copy records it (see ``source_etag``)."""
+        extra: dict[str, Any] = {}
+        if if_etag:
+            extra = {
+                "CopySourceIfMatch": f'"{if_etag}"',
+                "MetadataDirective": "REPLACE",
+                "Metadata": {SOURCE_ETAG_METADATA: if_etag},
+            }
         self.client.copy_object(Bucket=to_bucket, Key=to_key, CopySource={"Bucket": bucket, "Key": key}, **extra)
 
     def delete(self, bucket: str, key: str) -> None:
@@ -220,7 +316,7 @@ class LocalStore(ObjectStore):
         source = self.head(bucket, key)
         if source is None or (if_etag and source.etag != if_etag):
             raise FileNotFoundError(f"{bucket}/{key} is gone or changed since it was listed")
-        shutil.copyfile(self._path(bucket, key), self._writable(to_bucket, to_key))
+        shutil.copy2(self._path(bucket, key), self._writable(to_bucket, to_key))  # keeps mtime: the same ETag
 
     def delete(self, bucket: str, key: str) -> None:
         self._writable(bucket, key).unlink(missing_ok=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 from botocore.exceptions import ClientError
 
@@ -19,6 +19,9 @@ PROCESSED = "PROCESSED"
 ARCHIVED = "ARCHIVED"
 FAILED = "FAILED"
 TERMINAL = (ARCHIVED, QUARANTINED)
+#: A batch whose files are in one of these states was started and has not finished: its run died (or
+#: never started). FAILED is not among them: a failed batch waits for an operator's re-execution.
+UNFINISHED = (CLAIMED, VALIDATED, PROCESSED)
 
 
 def _now() -> str:
@@ -39,15 +42,25 @@ class FileTracker:
     def __init__(self, table: Any) -> None:
         self.table = table
 
-    def claim(self, files: Iterable[tuple[str, str]], batch_id: str) -> ClaimResult:
-        """Claim each (key, etag) for ``batch_id``; a retry of the same batch keeps its claims."""
+    def claim(
+        self,
+        files: Iterable[tuple[str, str]],
+        batch_id: str,
+        raw_last_modified: Mapping[tuple[str, str], str] | None = None,
+    ) -> ClaimResult:
+        """Claim each (key, etag) for ``batch_id``; a retry of the same batch keeps its claims.
+
+        ``raw_last_modified``: the claimed objects' LastModified, kept to tell the claimed object from a later
+        upload of the same bytes.
+        """
         claimed: list[tuple[str, str]] = []
         taken: list[tuple[str, str, str]] = []
         for key, etag in files:
+            extra = {"raw_last_modified": raw_last_modified[(key, etag)]} if raw_last_modified else {}
             try:
                 self.table.put_item(
                     Item={"file_key": key, "etag": etag, "status": CLAIMED, "batch_id": batch_id, "claimed_at": _now(),
-                          "updated_at": _now()},
+                          "updated_at": _now(), **extra},
                     ConditionExpression="attribute_not_exists(file_key) OR (batch_id = :batch AND #s = :claimed)",
                     ExpressionAttributeNames={"#s": "status"},
                     ExpressionAttributeValues={":batch": batch_id, ":claimed": CLAIMED},
@@ -92,6 +105,24 @@ class FileTracker:
             versions.update((item["file_key"], item["etag"]) for item in page.get("Items", []))
             if "LastEvaluatedKey" not in page:
                 return versions
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def unfinished(self) -> dict[str, list[tuple[str, str]]]:
+        """batch id → its file versions in an UNFINISHED state (one scan of the table)."""
+        batches: dict[str, list[tuple[str, str]]] = {}
+        values = {f":s{i}": status for i, status in enumerate(UNFINISHED)}
+        kwargs: dict[str, Any] = {
+            "FilterExpression": f"#s IN ({', '.join(values)})",
+            "ProjectionExpression": "file_key, etag, batch_id, #s",
+            "ExpressionAttributeNames": {"#s": "status"},
+            "ExpressionAttributeValues": values,
+        }
+        while True:
+            page = self.table.scan(**kwargs)
+            for item in page.get("Items", []):
+                batches.setdefault(str(item["batch_id"]), []).append((item["file_key"], item["etag"]))
+            if "LastEvaluatedKey" not in page:
+                return batches
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     def items(self) -> list[dict[str, Any]]:

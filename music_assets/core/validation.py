@@ -43,6 +43,7 @@ RULE_MESSAGES: dict[str, str] = {
     "V2-missing-column": "a required column is missing from the header",
     "V2-duplicate-column": "a required column appears more than once in the header",
     "V2-too-large": "the decompressed file exceeds MAX_DECOMPRESSED_BYTES",
+    "V2-unsafe-key": "the object key cannot be used as a path under another prefix",
     "V3-field-count": "the row has the wrong number of fields",
     "V3-user_id": "user_id must be an integer of 1 to 18 digits",
     "V3-track_id": "track_id must not be empty",
@@ -56,6 +57,33 @@ RULE_MESSAGES: dict[str, str] = {
 }
 _RULE_NAMES = pa.array(list(RULE_MESSAGES))
 _RULE_TEXTS = pa.array(list(RULE_MESSAGES.values()))
+
+
+class SourceReadError(RuntimeError):
+    """Reading the file's bytes failed (network, storage): not a verdict on the file, so never a quarantine."""
+
+
+class _GuardedSource(io.RawIOBase):
+    """Turns errors raised while fetching the bytes into :class:`SourceReadError`, so that they cannot be
+    mistaken for a bad file (a read timeout is an ``OSError``, like a corrupt gzip stream)."""
+
+    def __init__(self, source: BinaryIO, key: str) -> None:
+        self._source = source
+        self._key = key
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1) -> bytes:
+        try:
+            return self._source.read() if size is None or size < 0 else self._source.read(size)
+        except Exception as exc:
+            raise SourceReadError(f"{self._key}: reading the file failed ({type(exc).__name__}: {exc})") from exc
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
 
 
 class InvalidFile(Exception):
@@ -103,10 +131,11 @@ class FileValidation:
 class _CountingReader(io.RawIOBase):
     """A raw stream over ``prefix`` then ``source``, counting bytes and enforcing a size cap."""
 
-    def __init__(self, prefix: bytes, source: BinaryIO, limit: int) -> None:
+    def __init__(self, prefix: bytes, source: BinaryIO, limit: int, compressed: bool = True) -> None:
         self._prefix = prefix
         self._source = source
         self._limit = limit
+        self._what = "after decompression" if compressed else "(the file is not compressed)"
         self.count = len(prefix)
 
     def readable(self) -> bool:
@@ -120,7 +149,10 @@ class _CountingReader(io.RawIOBase):
             chunk = self._source.read(size)
             self.count += len(chunk)
             if self.count > self._limit:
-                raise InvalidFile("V2-too-large", f"more than {self._limit} bytes after decompression")
+                raise InvalidFile(
+                    "V2-too-large",
+                    f"more than {self._limit:,} bytes {self._what}: raise MAX_DECOMPRESSED_BYTES to accept it",
+                )
         buffer[: len(chunk)] = chunk
         return len(chunk)
 
@@ -291,10 +323,12 @@ def validate_file(
 
     Writes typed valid rows to ``valid_path`` (Parquet) and rejected rows to ``rejected_path`` (CSV,
     only when there are any). A file invalid as a whole comes back ``QUARANTINED`` with its rule;
-    the caller must then ignore ``valid_path``. Never raises for bad input.
+    the caller must then ignore ``valid_path``. Never raises for bad input; a failure to read the bytes
+    raises :class:`SourceReadError`.
     """
     contract = contract_for(dataset)
     result = FileValidation(key=key, dataset=dataset)
+    source = _GuardedSource(source, key)  # type: ignore[assignment]
     stream: BinaryIO = gzip.GzipFile(fileobj=source, mode="rb") if key.lower().endswith(".gz") else source
     try:
         _validate_stream(
@@ -332,7 +366,7 @@ def _validate_stream(
     _check_header(names, contract, result)
     positions = {name: names.index(name) for name in contract.columns if name in names}
     internal = [f"c{i}" for i in range(len(names))]
-    reader_input = _CountingReader(rest, stream, max_decompressed_bytes)
+    reader_input = _CountingReader(rest, stream, max_decompressed_bytes, isinstance(stream, gzip.GzipFile))
     numbering = _RowNumbering()
     field_count_rejects: list[tuple[int, str]] = []
 
@@ -359,7 +393,7 @@ def _validate_stream(
         if "Empty CSV file" in str(exc):
             pq.write_table(contract.schema.empty_table(), str(valid_path))
             return
-        raise _arrow_error(exc) from None
+        raise _arrow_error(exc, chunk_size_bytes) from None
 
     rejects = _RejectSink(rejected_path, list(positions))
     writer = pq.ParquetWriter(str(valid_path), contract.schema, compression="snappy")
@@ -370,7 +404,7 @@ def _validate_stream(
             except StopIteration:
                 break
             except pa.ArrowInvalid as exc:
-                raise _arrow_error(exc) from None
+                raise _arrow_error(exc, chunk_size_bytes) from None
             _write_field_count_rejects(field_count_rejects, rejects, result)
             columns = {name: pc.utf8_trim_whitespace(batch.column(internal[pos])) for name, pos in positions.items()}
             row_numbers = pa.array(numbering.numbers_for(batch.num_rows))
@@ -384,8 +418,15 @@ def _validate_stream(
         result.bytes_read = reader_input.count + len(header)
 
 
-def _arrow_error(exc: pa.ArrowInvalid) -> InvalidFile:
+def _arrow_error(exc: pa.ArrowInvalid, chunk_size_bytes: int | None = None) -> InvalidFile:
     message = str(exc)
+    if "straddling object" in message or "straddles" in message:
+        limit = f"{chunk_size_bytes:,} bytes" if chunk_size_bytes else "the read block"
+        return InvalidFile(
+            "V1-malformed-csv",
+            f"a record is longer than CHUNK_SIZE_BYTES ({limit}): a field this large is not a real value, or a quote "
+            "is never closed (raise CHUNK_SIZE_BYTES if such records are expected)",
+        )
     if "UTF8" in message or "UTF-8" in message:
         return InvalidFile("V2-not-utf8", f"the file is not UTF-8 ({message.splitlines()[0]})")
     return InvalidFile("V1-malformed-csv", message.splitlines()[0])

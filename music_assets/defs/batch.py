@@ -9,6 +9,7 @@ from typing import Any, Iterable, Iterator
 from dagster import AssetExecutionContext, AssetKey, AssetRecordsFilter, MetadataValue
 
 from music_assets.core import layout
+from music_assets.core.aws import StorageMissingError, explain_missing_storage
 from music_assets.core import tracker as file_status
 from music_assets.core.metrics import ETL_NAMESPACE, publish_metrics
 from music_assets.core.pipeline import Manifest
@@ -36,6 +37,7 @@ class Batch:
     tracker: FileTracker
     cloudwatch: Any
     context: AssetExecutionContext
+    endpoint_url: str | None = None
 
     @classmethod
     def open(
@@ -55,6 +57,7 @@ class Batch:
             tracker=FileTracker(dynamodb.table(core_settings.file_tracker_table_name)),
             cloudwatch=cloudwatch.get_client(),
             context=context,
+            endpoint_url=s3.endpoint_url,
         )
 
     def s3_url(self, key: str, bucket: str | None = None) -> str:
@@ -107,6 +110,9 @@ class Batch:
             yield
         except Exception as exc:
             self._mark_failed(f"{type(exc).__name__}: {exc}")
+            explained = explain_missing_storage(exc, self.endpoint_url)
+            if explained:
+                raise StorageMissingError(explained) from exc
             raise
 
     def _mark_failed(self, error: str) -> None:

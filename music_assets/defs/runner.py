@@ -2,6 +2,7 @@
 
 import logging
 import os
+import socket
 from collections.abc import Callable, Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -11,9 +12,11 @@ from dagster import (
     AddDynamicPartitionsRequest,
     ConfigurableResource,
     DagsterInstance,
+    DagsterRun,
     Definitions,
     InitLoggerContext,
     LoggerDefinition,
+    RunsFilter,
     SensorResult,
     build_sensor_context,
     logger,
@@ -29,10 +32,12 @@ from music_assets.core.settings import Settings
 from .assets import BATCH_ASSETS
 from .jobs import BATCH_PIPELINE_JOB_NAME, batch_pipeline_job
 from .resources import DynamoDBResource, EngineResource, PipelineS3Resource, build_resources
-from .sensors import raw_bucket_sensor
+from .sensors import UNFINISHED_RUN_STATUSES, raw_bucket_sensor
 
 Progress = Callable[[str], None]
 PROGRESS_LOGGER = "progress"
+RUNNER_PID_TAG = "music_pipeline/runner_pid"
+RUNNER_HOST_TAG = "music_pipeline/runner_host"
 
 
 @dataclass(frozen=True)
@@ -86,6 +91,7 @@ def run_batch_in_process(
             instance = stack.enter_context(
                 DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else DagsterInstance.ephemeral()
             )
+        _fail_runs_of_dead_runners(instance, progress)
         sensor_context = stack.enter_context(
             build_sensor_context(instance=instance, resources=resources, sensor_name=raw_bucket_sensor.name)
         )
@@ -109,7 +115,7 @@ def run_batch_in_process(
         result = defs.resolve_job_def(BATCH_PIPELINE_JOB_NAME).execute_in_process(
             partition_key=batch_id,
             instance=instance,
-            tags=request.tags,
+            tags={**request.tags, RUNNER_PID_TAG: str(os.getpid()), RUNNER_HOST_TAG: socket.gethostname()},
             run_config={"loggers": {PROGRESS_LOGGER: {}}},
             raise_on_error=False,
         )
@@ -128,6 +134,34 @@ def run_batch_in_process(
         error="; ".join(errors) or None,
         failed_steps=[str(event.step_key) for event in failures],
     )
+
+
+def _fail_runs_of_dead_runners(instance: DagsterInstance, progress: Progress | None) -> None:
+    """Mark FAILURE the unfinished runs that a runner process of this host started and that died with it
+    (killed, machine crash): otherwise they stay STARTED and the sensor waits for them forever."""
+    runs = instance.get_runs(
+        filters=RunsFilter(
+            job_name=BATCH_PIPELINE_JOB_NAME, statuses=UNFINISHED_RUN_STATUSES,
+            tags={RUNNER_HOST_TAG: socket.gethostname()},
+        )
+    )
+    for run in runs:
+        pid = int(run.tags.get(RUNNER_PID_TAG, "0") or 0)
+        if pid and pid != os.getpid() and not _alive(pid):
+            message = f"the process (PID {pid}) running it died; the sensor resumes its batch"
+            instance.report_run_failed(cast(DagsterRun, run), message)
+            if progress:
+                progress(f"run {run.run_id} was left unfinished: {message}")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _root_cause(error: SerializableErrorInfo | None) -> str:

@@ -4,15 +4,18 @@ A file version is a key and its ETag. The cursor maps every key of the current l
 sensor has dealt with to its ETag, so it stays as small as the raw bucket (archived and
 quarantined keys vanish from it) and a re-upload with new content is a new version. The file
 tracker is the durable record: a version it already knows is never claimed again, whatever the
-cursor says, and a version still CLAIMED by a batch whose run was never requested (a tick that
-died after claiming) gets that batch requested again under the same run key.
+cursor says. A batch with files still CLAIMED, VALIDATED or PROCESSED while no run is unfinished
+was interrupted (a tick that died after claiming, a run whose process died at any step): it is
+requested again before any new file is claimed, under its batch id as run key the first time and
+``{batch id}-resume-{n}`` once runs of it exist (the daemon never launches a run key twice).
 """
 
 import hashlib
 import json
 from dataclasses import dataclass
-from typing import Iterable, Mapping
+from typing import Callable, Iterable, Mapping
 
+from botocore.exceptions import ClientError
 from dagster import (
     DagsterRunStatus,
     DefaultSensorStatus,
@@ -24,16 +27,18 @@ from dagster import (
 )
 
 from music_assets.core import layout
+from music_assets.core.aws import StorageMissingError, explain_missing_storage
 from music_assets.core.pipeline import DATASET_ORDER, plan_batch
 from music_assets.core.settings import Settings
 from music_assets.core.storage import ObjectInfo, ObjectStore
-from music_assets.core.tracker import CLAIMED, FileTracker
+from music_assets.core.tracker import FileTracker
 
 from .jobs import BATCH_PIPELINE_JOB_NAME, batch_pipeline_job
 from .partitions import batch_partitions
 from .resources import DynamoDBResource, PipelineS3Resource, PipelineSettings
 
 MINIMUM_INTERVAL_SECONDS = 15
+MAX_RUNS_PER_BATCH = 4  # the first run and three resumes; then an operator looks
 BATCH_ID_PREFIX = "batch"
 UNFINISHED_RUN_STATUSES = [
     DagsterRunStatus.QUEUED,
@@ -59,7 +64,7 @@ class TickPlan:
     def describe(self) -> str:
         if self.batch_id is None:
             return "no new raw file versions" + (f" ({self.taken} held by other batches)" if self.taken else "")
-        what = "requested again: its files are still CLAIMED" if self.resumed else "claimed"
+        what = "requested again: it was interrupted before all its files were done" if self.resumed else "claimed"
         extra = f"; {self.skipped} non-CSV key(s) listed as skipped" if self.skipped else ""
         extra += f"; {self.waiting} file(s) wait for the next tick" if self.waiting else ""
         extra += f"; {self.taken} already held by other batches" if self.taken else ""
@@ -83,30 +88,45 @@ def batch_id_for(objects: Iterable[ObjectInfo]) -> str:
     return layout.make_batch_id(BATCH_ID_PREFIX, digest)
 
 
-def plan_tick(store: ObjectStore, tracker: FileTracker, settings: Settings, cursor: Mapping[str, str]) -> TickPlan:
+def plan_tick(
+    store: ObjectStore,
+    tracker: FileTracker,
+    settings: Settings,
+    cursor: Mapping[str, str],
+    has_run: Callable[[str], bool] = lambda batch_id: False,
+) -> TickPlan:
     """List the raw bucket, find the versions not yet dealt with, and claim the next batch of them.
 
+    An interrupted batch comes first: one whose files are CLAIMED, VALIDATED or PROCESSED and which either
+    ``has_run`` (a run of it exists and, as the sensor checks first, none is unfinished: it died) or is not
+    vouched for by the cursor (the tick that claimed it died, or the runner starts without a cursor).
     The manifest is written before the claims, so a batch whose files are claimed always has one.
     """
     listing = list_raw_files(store, settings.raw_data_bucket)
     fresh: list[ObjectInfo] = []
-    unfinished: dict[str, list[str]] = {}
     for key, info in sorted(listing.items()):
         if cursor.get(key) == info.etag:
             continue
         item = tracker.get(key, info.etag) if layout.is_csv_key(key) else None
         if item is None:
             fresh.append(info)
-        elif item.get("status") == CLAIMED:
-            unfinished.setdefault(str(item["batch_id"]), []).append(key)
+    # From the tracker, not the listing: an interrupted batch may have moved its files out of raw already.
+    unfinished = {
+        batch: [key for key, _ in versions]
+        for batch, versions in tracker.unfinished().items()
+        if any(cursor.get(key) != etag for key, etag in versions) or has_run(batch)
+    }
 
     if unfinished:
-        batch_id = min(unfinished)
+        # Batches bringing songs or users first (a streams-only batch before its songs would fail V6).
+        batch_id = min(unfinished, key=lambda b: (min(DATASET_ORDER.get(str(layout.dataset_of_key(k)), 9)
+                                                      for k in unfinished[b]), b))
         waiting = {info.key for info in fresh} | {
-            key for other, keys in unfinished.items() if other != batch_id for key in keys
+            key for other, keys in unfinished.items() if other != batch_id for key in keys if key in listing
         }
         return TickPlan(
-            _next_cursor(listing, waiting), batch_id, files=len(unfinished[batch_id]), waiting=len(waiting), resumed=True
+            _next_cursor(listing, waiting), batch_id, files=len(unfinished[batch_id]), waiting=len(waiting),
+            resumed=True,
         )
 
     csv_files = sorted(
@@ -123,7 +143,8 @@ def plan_tick(store: ObjectStore, tracker: FileTracker, settings: Settings, curs
     manifest = plan_batch(batch_id, settings.raw_data_bucket, chosen + not_csv)
     manifest_key = layout.manifest_key(batch_id)
     store.put_json(settings.processed_bucket, manifest_key, manifest.to_dict())
-    claim = tracker.claim([(f.key, f.etag) for f in manifest.files], batch_id)
+    modified = {(info.key, info.etag): info.last_modified for info in chosen}
+    claim = tracker.claim([(f.key, f.etag) for f in manifest.files], batch_id, modified)
     if claim.taken:
         held = set(claim.claimed)
         manifest.files = [f for f in manifest.files if (f.key, f.etag) in held]
@@ -138,6 +159,19 @@ def plan_tick(store: ObjectStore, tracker: FileTracker, settings: Settings, curs
         skipped=len(manifest.skipped),
         waiting=len(later),
         taken=len(claim.taken),
+    )
+
+
+def _run_key(context: SensorEvaluationContext, plan: TickPlan) -> str:
+    """The batch id; for a resumed batch that already has runs, a new key (a run key is launched only once)."""
+    batch_id = str(plan.batch_id)
+    runs = _runs_of(context, batch_id) if plan.resumed else 0
+    return batch_id if runs == 0 else f"{batch_id}-resume-{runs}"
+
+
+def _runs_of(context: SensorEvaluationContext, batch_id: str) -> int:
+    return context.instance.get_runs_count(
+        filters=RunsFilter(job_name=BATCH_PIPELINE_JOB_NAME, tags={"dagster/partition": batch_id})
     )
 
 
@@ -165,16 +199,32 @@ def raw_bucket_sensor(
         filters=RunsFilter(job_name=BATCH_PIPELINE_JOB_NAME, statuses=UNFINISHED_RUN_STATUSES), limit=1
     )
     if unfinished:
-        return SensorResult(skip_reason=f"run {unfinished[0].run_id} of a batch is unfinished; new files wait")
+        return SensorResult(
+            skip_reason=f"run {unfinished[0].run_id} of a batch is unfinished; new files wait (if its process died, "
+            "terminate the run in the UI: its batch is then resumed)"
+        )
     core_settings = settings.to_settings()
     tracker = FileTracker(dynamodb.table(core_settings.file_tracker_table_name))
-    plan = plan_tick(s3.store(), tracker, core_settings, json.loads(context.cursor) if context.cursor else {})
-    cursor = json.dumps(plan.cursor, sort_keys=True, separators=(",", ":"))
+    cursor = json.loads(context.cursor) if context.cursor else {}
+    try:
+        plan = plan_tick(s3.store(), tracker, core_settings, cursor, lambda batch_id: _runs_of(context, batch_id) > 0)
+    except ClientError as exc:
+        explained = explain_missing_storage(exc, s3.endpoint_url or dynamodb.endpoint_url)
+        if explained:
+            raise StorageMissingError(explained) from exc
+        raise
+    next_cursor = json.dumps(plan.cursor, sort_keys=True, separators=(",", ":"))
     if plan.batch_id is None:
-        return SensorResult(skip_reason=plan.describe(), cursor=cursor)
+        return SensorResult(skip_reason=plan.describe(), cursor=next_cursor)
+    if plan.resumed and _runs_of(context, plan.batch_id) >= MAX_RUNS_PER_BATCH:
+        return SensorResult(
+            skip_reason=f"batch {plan.batch_id} is still unfinished after {MAX_RUNS_PER_BATCH} runs; look at its last "
+            "run, fix the cause and re-execute it (new files wait)",
+            cursor=next_cursor,
+        )
     context.log.info(plan.describe())
     return SensorResult(
-        run_requests=[RunRequest(run_key=plan.batch_id, partition_key=plan.batch_id)],
+        run_requests=[RunRequest(run_key=_run_key(context, plan), partition_key=plan.batch_id)],
         dynamic_partitions_requests=[batch_partitions.build_add_request([plan.batch_id])],
-        cursor=cursor,
+        cursor=next_cursor,
     )

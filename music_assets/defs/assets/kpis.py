@@ -1,14 +1,11 @@
 """Daily genre KPIs in DynamoDB, recomputed for the batch's dates from all processed data of those dates."""
 
-from datetime import datetime, timezone
-
 from dagster import AssetExecutionContext, AssetKey, MaterializeResult, MetadataValue, asset
 
 from music_assets.core import tracker as file_status
-from music_assets.core.kpi_store import write_daily_kpis
-from music_assets.core.kpis import DailyKpis, to_dynamodb_items
+from music_assets.core.kpis import DailyKpis
 from music_assets.core.metrics import ETL_NAMESPACE, publish_metrics
-from music_assets.core.pipeline import compute_daily_kpis
+from music_assets.core.pipeline import store_daily_kpis
 
 from ..batch import Batch, accepted_files, markdown_table
 from ..mapping import WRITE_TO_DYNAMODB
@@ -44,10 +41,10 @@ def daily_genre_kpis(
         processed = batch.upstream_metadata(AssetKey("processed_streams"))
         dates: list[str] = processed["dates"]
         with engine.open() as sql_engine:
-            kpis = compute_daily_kpis(batch.store, batch.settings, sql_engine, dates, progress=context.log.info)
-        computed_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        items = to_dynamodb_items(kpis, batch_id=batch.batch_id, computed_at=computed_at)
-        written = write_daily_kpis(dynamodb.table(batch.settings.dynamodb_table_name), items, dates)
+            kpis, written = store_daily_kpis(
+                batch.store, batch.settings, sql_engine, dynamodb.table(batch.settings.dynamodb_table_name), dates,
+                batch_id=batch.batch_id, progress=context.log.info,
+            )
         batch.set_status(accepted_files(batch.report()), file_status.PROCESSED)
         publish_metrics(
             batch.cloudwatch,

@@ -45,6 +45,7 @@ def validation_report(
                 f"batch {batch.batch_id} already passed validation ({stored['overall_status']}): its files have "
                 "moved on, so the stored report stands and the steps after it run again"
             )
+            _record_outcome(batch, stored, only_claimed=True)  # an attempt that died before recording it
             return MaterializeResult(
                 metadata={**report_metadata(batch, stored), "reused_stored_report": True},
                 check_results=[validation_check_result(stored)],
@@ -105,7 +106,7 @@ def _without_vanished_files(batch: Batch, manifest: Manifest) -> Manifest:
     skipped = list(manifest.skipped)
     for raw in manifest.files:
         current = batch.store.head(manifest.raw_bucket, raw.key)
-        if current is not None and current.etag == raw.etag:
+        if (current is not None and current.holds(raw.etag)) or _quarantined_by_this_batch(batch, raw):
             present.append(raw)
             continue
         reason = f"version {raw.etag} is no longer in the raw bucket (moved, replaced or deleted after it was claimed)"
@@ -117,12 +118,26 @@ def _without_vanished_files(batch: Batch, manifest: Manifest) -> Manifest:
     return Manifest(manifest.batch_id, manifest.raw_bucket, present, skipped, manifest.created_at)
 
 
-def _record_outcome(batch: Batch, report: dict[str, Any]) -> None:
-    """Tracker: accepted files VALIDATED (FAILED with the reasons when the batch failed), the rest QUARANTINED."""
+def _quarantined_by_this_batch(batch: Batch, raw: RawFile) -> bool:
+    """An earlier attempt of this batch moved the version to quarantine and died before recording it."""
+    target = layout.quarantine_key(batch.batch_id, layout.placement_key(raw.key))
+    copied = batch.store.head(batch.settings.quarantine_bucket, target)
+    return copied is not None and copied.holds(raw.etag, raw.size)
+
+
+def _record_outcome(batch: Batch, report: dict[str, Any], *, only_claimed: bool = False) -> None:
+    """Tracker: accepted files VALIDATED (FAILED with the reasons when the batch failed), the rest QUARANTINED.
+
+    ``only_claimed``: touch only files still CLAIMED (a rerun must not move a PROCESSED file back).
+    """
     proceeds = report["overall_status"] in PROCEED_STATUSES
     failure = "; ".join(report["failure_reasons"])
     for entry in report["files"]:
         version = [(entry["key"], entry["etag"])]
+        if only_claimed:
+            item = batch.tracker.get(entry["key"], entry["etag"]) or {}
+            if item.get("batch_id") != batch.batch_id or item.get("status") != file_status.CLAIMED:
+                continue
         if entry["status"] != ACCEPTED:
             batch.set_status(
                 version, file_status.QUARANTINED, error=entry["error"], quarantine_key=entry["quarantine_key"]
