@@ -36,5 +36,8 @@ bench: setup
 chaos: setup
 	$(BIN)/python -m pytest tests/reliability --chaos
 
+check-airflow2: setup
+	scripts/check_dag_airflow2.sh
+
 clean:
 	rm -rf $(VENV) build .stack .dagster_home

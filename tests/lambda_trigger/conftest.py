@@ -24,6 +24,8 @@ from lambda_trigger import trigger_dag_lambda as tdl
 
 FIXTURES_DIR = Path(__file__).resolve().parents[1] / "fixtures" / "lambda"
 DAG_ID = "music_streaming_realtime_pipeline"
+# The generated DAG, kept equal to the generator's output by tests/airflow (golden files).
+GENERATED_DAG = Path(__file__).resolve().parents[1] / "golden" / "mwaa" / "dags" / f"{DAG_ID}.py"
 ENVIRONMENT_NAME = "music-streaming-mwaa"
 REGION = "eu-west-1"
 CLI_TOKEN = "test-cli-token-0123456789"
@@ -232,7 +234,7 @@ def airflow_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     home = tmp_path_factory.mktemp("airflow_home")
     dags = home / "dags"
     dags.mkdir()
-    shutil.copy(FIXTURES_DIR / f"{DAG_ID}.py", dags / f"{DAG_ID}.py")
+    shutil.copy(GENERATED_DAG, dags / f"{DAG_ID}.py")
     env = {name: value for name, value in os.environ.items() if not name.startswith("AIRFLOW")}
     env.update(
         PATH=f"{AIRFLOW_BIN.parent}{os.pathsep}{os.environ.get('PATH', '')}",
