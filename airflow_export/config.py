@@ -40,7 +40,7 @@ _CHECKS: dict[str, tuple[re.Pattern[str], str]] = {
     "lambda_trigger_method": (re.compile(r"rest|cli"), "rest or cli"),
     "alert_email": (re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+"), "an e-mail address"),
     "aws_conn_id": (re.compile(r"[A-Za-z0-9_.-]+"), "an Airflow connection id"),
-    "glue_version": (re.compile(r"\d+\.\d+"), "a Glue version like 5.0"),
+    "glue_version": (re.compile(r"\d+\.\d+"), "a Glue version like 5.1"),
 }
 
 

@@ -127,10 +127,11 @@ def accepted_files(report: dict[str, Any]) -> list[dict[str, Any]]:
     return [entry for entry in report["files"] if entry["status"] == ACCEPTED]
 
 
-def full_etl(store: ObjectStore, settings: Settings, engine: SparkEngine, batch_id: str) -> dict[str, float]:
+def full_etl(store: ObjectStore, settings: Settings, engine: SparkEngine, batch_id: str, direct_io: bool
+             ) -> dict[str, float]:
     """Reference upsert and processed Parquet of the batch; records its dates in ``processing.json``."""
     report = load_report(store, settings, batch_id)
-    result = process_batch(store, settings, engine, report)
+    result = process_batch(store, settings, engine, report, direct_io=direct_io)
     store.put_json(settings.processed_bucket, layout.processing_key(batch_id), {
         "batch_id": batch_id,
         "dates": result.dates,
@@ -148,14 +149,16 @@ def full_etl(store: ObjectStore, settings: Settings, engine: SparkEngine, batch_
     return {"ProcessedRecords": result.processed_events}
 
 
-def dynamodb_only(store: ObjectStore, settings: Settings, engine: SparkEngine, tracker: FileTracker, batch_id: str
-                  ) -> dict[str, float]:
+def dynamodb_only(store: ObjectStore, settings: Settings, engine: SparkEngine, tracker: FileTracker, batch_id: str,
+                  direct_io: bool) -> dict[str, float]:
     """Recompute the KPIs of the batch's dates from all processed data, replace them in DynamoDB and mark
     the batch's files PROCESSED."""
     report = load_report(store, settings, batch_id)
     processing = load_processing(store, settings, batch_id)
     table = dynamodb_resource(settings).Table(settings.dynamodb_table_name)
-    _, written = store_daily_kpis(store, settings, engine, table, processing["dates"], batch_id=batch_id)
+    _, written = store_daily_kpis(
+        store, settings, engine, table, processing["dates"], batch_id=batch_id, direct_io=direct_io
+    )
     processing["kpis"] = {"written": written.written, "deleted": written.deleted, "dates": written.dates,
                           "stored_at": _now()}
     store.put_json(settings.processed_bucket, layout.processing_key(batch_id), processing)
@@ -180,11 +183,12 @@ def archiving_only(store: ObjectStore, settings: Settings, tracker: FileTracker,
     return {"ArchivedFiles": len(archived)}
 
 
-def run(options: Mapping[str, str], spark: Any | None = None) -> dict[str, float]:
+def run(options: Mapping[str, str], spark: Any | None = None, *, direct_io: bool = False) -> dict[str, float]:
     """The job: one ``--task_type`` step for ``--batch_id``; returns the ETL metrics it published.
 
     ``spark`` is the session to use (Glue's, or a caller's); without one a local session is
-    started for the Spark steps and stopped afterwards.
+    started for the Spark steps and stopped afterwards. ``direct_io``: Spark reads and writes
+    ``s3://`` itself (on Glue); otherwise it works on local copies (local Spark has no ``s3a://``).
     """
     task_type = options["task_type"]
     if task_type not in TASK_TYPES:
@@ -199,9 +203,9 @@ def run(options: Mapping[str, str], spark: Any | None = None) -> dict[str, float
     else:
         with _spark_engine(spark, settings) as engine:
             if task_type == FULL_ETL:
-                values = full_etl(store, settings, engine, batch_id)
+                values = full_etl(store, settings, engine, batch_id, direct_io)
             else:
-                values = dynamodb_only(store, settings, engine, tracker, batch_id)
+                values = dynamodb_only(store, settings, engine, tracker, batch_id, direct_io)
     publish_metrics(cloudwatch_client(settings), ETL_NAMESPACE, values)
     LOGGER.info(json.dumps({"batch_id": batch_id, "task_type": task_type, "metrics": values}))
     return values
@@ -229,7 +233,7 @@ def main(argv: Sequence[str] | None = None, *, spark: Any | None = None) -> int:
             if key.startswith("spark.sql."):
                 spark.conf.set(key, value)
     try:
-        run(options, spark)
+        run(options, spark, direct_io=glue is not None)
     except (JobInputError, SettingsError, layout.InvalidBatchId) as exc:
         LOGGER.error("%s: %s", GLUE_JOB_NAME, exc)
         publish_job_failure(options)

@@ -18,8 +18,8 @@ class Engine(ABC):
     name: str
 
     @abstractmethod
-    def register_parquet(self, name: str, paths: Sequence[Path], schema: pa.Schema) -> None:
-        """Expose ``paths`` as table ``name``; with no paths, an empty table of ``schema``."""
+    def register_parquet(self, name: str, paths: Sequence[str | Path], schema: pa.Schema) -> None:
+        """Expose ``paths`` (local files or URIs the engine reads) as table ``name``; none: empty ``schema``."""
 
     @abstractmethod
     def materialize(self, name: str, sql: str) -> None:
@@ -30,8 +30,8 @@ class Engine(ABC):
         """Run ``sql`` and return its (small) result."""
 
     @abstractmethod
-    def write_partitioned(self, sql: str, out_dir: Path, partition_by: Sequence[str]) -> None:
-        """Write the result of ``sql`` as Parquet under ``out_dir``, one file per partition."""
+    def write_partitioned(self, sql: str, out_dir: str | Path, partition_by: Sequence[str]) -> None:
+        """Add the result of ``sql`` as Parquet under ``out_dir`` (a folder or URI), one file per partition."""
 
     def close(self) -> None:
         """Release what the engine holds."""
@@ -69,7 +69,7 @@ class DuckDBEngine(Engine):
         if kind is not None:
             self._con.execute(f'DROP {kind} "{name}"')
 
-    def register_parquet(self, name: str, paths: Sequence[Path], schema: pa.Schema) -> None:
+    def register_parquet(self, name: str, paths: Sequence[str | Path], schema: pa.Schema) -> None:
         self._drop(name)
         if paths:
             relation = self._con.read_parquet([str(p) for p in paths], hive_partitioning=False, union_by_name=True)
@@ -90,7 +90,9 @@ class DuckDBEngine(Engine):
     def query(self, sql: str) -> pa.Table:
         return self._con.sql(self.transpile(sql)).to_arrow_table()
 
-    def write_partitioned(self, sql: str, out_dir: Path, partition_by: Sequence[str]) -> None:
+    def write_partitioned(self, sql: str, out_dir: str | Path, partition_by: Sequence[str]) -> None:
+        if not isinstance(out_dir, Path):
+            raise ValueError(f"DuckDB writes local folders only, not {out_dir!r}: use Spark for direct I/O")
         out_dir.mkdir(parents=True, exist_ok=True)
         columns = ", ".join(f'"{c}"' for c in partition_by)
         self._con.execute(
@@ -122,7 +124,7 @@ class SparkEngine(Engine):
     def spark(self) -> Any:
         return self._spark
 
-    def register_parquet(self, name: str, paths: Sequence[Path], schema: pa.Schema) -> None:
+    def register_parquet(self, name: str, paths: Sequence[str | Path], schema: pa.Schema) -> None:
         if paths:
             frame = self._spark.read.parquet(*[str(p) for p in paths])
         else:
@@ -140,18 +142,14 @@ class SparkEngine(Engine):
         frame = self._spark.sql(sql)
         return pa.Table.from_pandas(frame.toPandas(), preserve_index=False)
 
-    def write_partitioned(self, sql: str, out_dir: Path, partition_by: Sequence[str]) -> None:
+    def write_partitioned(self, sql: str, out_dir: str | Path, partition_by: Sequence[str]) -> None:
         frame = self._spark.sql(sql)
         columns = list(partition_by)
-        (
-            frame.repartition(*columns)
-            .write.mode("overwrite")
-            .partitionBy(*columns)
-            .parquet(str(out_dir))
-        )
-        for marker in out_dir.rglob("*"):
-            if marker.name.startswith(("_", ".")) and marker.is_file():
-                marker.unlink()
+        frame.repartition(*columns).write.mode("append").partitionBy(*columns).parquet(str(out_dir))
+        if isinstance(out_dir, Path):
+            for marker in out_dir.rglob("*"):
+                if marker.name.startswith(("_", ".")) and marker.is_file():
+                    marker.unlink()
 
     def close(self) -> None:
         for view in self._views:

@@ -124,9 +124,12 @@ def reference_prefix(dataset: str) -> str:
     return f"reference/{dataset}/"
 
 
+PROCESSED_PREFIX = "processed_data/"
+
+
 def processed_date_prefix(day: str) -> str:
     date.fromisoformat(day)
-    return f"processed_data/date={day}/"
+    return f"{PROCESSED_PREFIX}date={day}/"
 
 
 def processed_batch_prefix(day: str, batch_id: str) -> str:

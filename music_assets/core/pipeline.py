@@ -284,34 +284,51 @@ def _accepted_staging(report: dict[str, Any], dataset: str) -> list[str]:
     return [f["staging_key"] for f in report["files"] if f["dataset"] == dataset and f["status"] == ACCEPTED]
 
 
-def _register_staged(
-    store: ObjectStore, engine: Engine, bucket: str, name: str, keys: list[str], schema: Any, local_dir: Path
-) -> None:
-    paths = []
+def _parquet_inputs(
+    store: ObjectStore, bucket: str, keys: list[str], local_dir: Path | None
+) -> list[str | Path]:
+    """Where an engine reads ``keys``: local copies in ``local_dir``, or the objects' own URIs when None."""
+    if local_dir is None:
+        return [store.uri(bucket, key) for key in keys]
+    paths: list[str | Path] = []
     for index, key in enumerate(keys):
-        path = local_dir / name / f"{index:06d}.parquet"
+        path = local_dir / f"{index:06d}.parquet"
         store.download(bucket, key, path)
         paths.append(path)
-    engine.register_parquet(name, paths, schema)
+    return paths
+
+
+def _local_dir(work: Path, name: str, direct_io: bool) -> Path | None:
+    return None if direct_io else work / name
 
 
 def _update_reference(
-    store: ObjectStore, settings: Settings, engine: Engine, report: dict[str, Any], dataset: str, work: Path
+    store: ObjectStore,
+    settings: Settings,
+    engine: Engine,
+    report: dict[str, Any],
+    dataset: str,
+    work: Path,
+    direct_io: bool,
 ) -> int | None:
     """Upsert this batch's songs or users into the reference snapshot; registers ``reference_{dataset}``."""
     contract = contract_for(dataset)
     snapshot_schema = reference_schema(contract)
-    previous = store.download_prefix(settings.processed_bucket, layout.reference_prefix(dataset), work / f"prev_{dataset}")
+    bucket = settings.processed_bucket
+    previous_keys = sorted(i.key for i in store.list(bucket, layout.reference_prefix(dataset)) if i.key.endswith(".parquet"))
+    previous = _parquet_inputs(store, bucket, previous_keys, _local_dir(work, f"prev_{dataset}", direct_io))
     engine.register_parquet(f"reference_{dataset}", previous, snapshot_schema)
     staged = _accepted_staging(report, dataset)
     if not staged:
         return None
-    _register_staged(store, engine, settings.processed_bucket, f"batch_{dataset}", staged, contract.schema, work)
+    batch_inputs = _parquet_inputs(store, bucket, staged, _local_dir(work, f"batch_{dataset}", direct_io))
+    engine.register_parquet(f"batch_{dataset}", batch_inputs, contract.schema)
     snapshot = engine.query(render(f"reference_{dataset}")).cast(snapshot_schema)
     path = work / f"{dataset}.parquet"
     pq.write_table(snapshot, path, compression="snappy")
-    engine.register_parquet(f"reference_{dataset}", [path], snapshot_schema)
-    store.upload(path, settings.processed_bucket, f"{layout.reference_prefix(dataset)}{dataset}.parquet")
+    snapshot_key = f"{layout.reference_prefix(dataset)}{dataset}.parquet"
+    store.upload(path, bucket, snapshot_key)
+    engine.register_parquet(f"reference_{dataset}", [store.uri(bucket, snapshot_key) if direct_io else path], snapshot_schema)
     return snapshot.num_rows
 
 
@@ -321,45 +338,56 @@ def process_batch(
     engine: Engine,
     report: dict[str, Any],
     *,
+    direct_io: bool = False,
     progress: Progress | None = None,
 ) -> ProcessingResult:
     """Upsert reference data, enrich the batch's events and write them as processed Parquet.
 
-    A rerun replaces this batch's own ``processed_data/date=*/batch_id=…/`` prefixes.
+    A rerun replaces this batch's own ``processed_data/date=*/batch_id=…/`` prefixes. With
+    ``direct_io`` the engine reads and writes the store's URIs itself (Spark on Glue, ``s3://``);
+    otherwise it works on local copies (local Spark has no ``s3a://``).
     """
     batch_id = layout.check_batch_id(report["batch_id"])
+    bucket = settings.processed_bucket
     with tempfile.TemporaryDirectory(prefix="process-") as scratch:
         work = Path(scratch)
         if progress:
             progress("updating reference songs and users")
-        songs = _update_reference(store, settings, engine, report, "songs", work)
-        users = _update_reference(store, settings, engine, report, "users", work)
+        songs = _update_reference(store, settings, engine, report, "songs", work, direct_io)
+        users = _update_reference(store, settings, engine, report, "users", work, direct_io)
         if progress:
             progress("enriching stream events")
-        _register_staged(
-            store, engine, settings.processed_bucket, "batch_streams", _accepted_staging(report, "streams"),
-            STREAMS.schema, work,
+        stream_inputs = _parquet_inputs(
+            store, bucket, _accepted_staging(report, "streams"), _local_dir(work, "batch_streams", direct_io)
         )
+        engine.register_parquet("batch_streams", stream_inputs, STREAMS.schema)
         engine.materialize("batch_events", render("batch_events"))
         stats = engine.query(render("batch_event_stats")).to_pylist()[0]
-        out_dir = work / "processed"
-        engine.write_partitioned(render("processed_streams", batch_id=batch_id), out_dir, PROCESSED_PARTITIONS)
-        dates = sorted(p.name.removeprefix("date=") for p in out_dir.glob("date=*")) if out_dir.exists() else []
-        processed_keys: list[str] = []
-        processed_events = 0
+        dates = sorted(row["event_date"] for row in engine.query(render("batch_event_dates")).to_pylist())
         for day in dates:
-            prefix = layout.processed_batch_prefix(day, batch_id)
-            store.delete_prefix(settings.processed_bucket, prefix)
-            batch_dir = out_dir / f"date={day}" / f"batch_id={batch_id}"
-            processed_events += sum(pq.ParquetFile(p).metadata.num_rows for p in batch_dir.rglob("*.parquet"))
-            processed_keys += store.upload_tree(batch_dir, settings.processed_bucket, prefix)
+            store.delete_prefix(bucket, layout.processed_batch_prefix(day, batch_id))
+        processed_sql = render("processed_streams", batch_id=batch_id)
+        if direct_io:
+            engine.write_partitioned(processed_sql, store.uri(bucket, layout.PROCESSED_PREFIX), PROCESSED_PARTITIONS)
+        else:
+            out_dir = work / "processed"
+            engine.write_partitioned(processed_sql, out_dir, PROCESSED_PARTITIONS)
+            for day in dates:
+                batch_dir = out_dir / f"date={day}" / f"batch_id={batch_id}"
+                store.upload_tree(batch_dir, bucket, layout.processed_batch_prefix(day, batch_id))
+        processed_keys = [
+            info.key
+            for day in dates
+            for info in store.list(bucket, layout.processed_batch_prefix(day, batch_id))
+            if info.key.endswith(".parquet")
+        ]
     return ProcessingResult(
         dates=dates,
         valid_events=int(stats["valid_events"]),
         distinct_events=int(stats["distinct_events"]),
         unknown_track_events=int(stats["unknown_track_events"]),
         unknown_user_events=int(stats["unknown_user_events"]),
-        processed_events=processed_events,
+        processed_events=int(stats["processed_events"]),
         processed_keys=processed_keys,
         reference_songs=songs,
         reference_users=users,
@@ -367,18 +395,26 @@ def process_batch(
 
 
 def compute_daily_kpis(
-    store: ObjectStore, settings: Settings, engine: Engine, dates: Iterable[str], *, progress: Progress | None = None
+    store: ObjectStore,
+    settings: Settings,
+    engine: Engine,
+    dates: Iterable[str],
+    *,
+    direct_io: bool = False,
+    progress: Progress | None = None,
 ) -> DailyKpis:
     """K1-K7 for ``dates`` from all processed data of those dates, whichever batch brought it."""
     dates = sorted(set(dates))
+    bucket = settings.processed_bucket
     with tempfile.TemporaryDirectory(prefix="kpis-") as scratch:
-        paths: list[Path] = []
+        paths: list[str | Path] = []
         for day in dates:
             if progress:
                 progress(f"reading processed events of {day}")
-            paths += store.download_prefix(
-                settings.processed_bucket, layout.processed_date_prefix(day), Path(scratch) / day
+            keys = sorted(
+                info.key for info in store.list(bucket, layout.processed_date_prefix(day)) if info.key.endswith(".parquet")
             )
+            paths += _parquet_inputs(store, bucket, keys, _local_dir(Path(scratch), day, direct_io))
         engine.register_parquet("processed_events", paths, PROCESSED_EVENTS_SCHEMA)
         engine.materialize("kpi_events", render("kpi_events"))
         return assemble_kpis(
@@ -397,6 +433,7 @@ def store_daily_kpis(
     dates: Iterable[str],
     *,
     batch_id: str,
+    direct_io: bool = False,
     progress: Progress | None = None,
 ) -> tuple[DailyKpis, KpiWriteResult]:
     """Recompute the KPIs of ``dates`` from all processed data and replace them in ``table``.
@@ -408,7 +445,7 @@ def store_daily_kpis(
     dates = sorted(set(dates))
     for _ in range(KPI_ROUNDS):
         before = _processed_state(store, settings, dates)
-        kpis = compute_daily_kpis(store, settings, engine, dates, progress=progress)
+        kpis = compute_daily_kpis(store, settings, engine, dates, direct_io=direct_io, progress=progress)
         items = to_dynamodb_items(kpis, batch_id=batch_id, computed_at=_now())
         written = write_daily_kpis(table, items, dates)
         if _processed_state(store, settings, dates) == before:

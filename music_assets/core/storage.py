@@ -66,6 +66,10 @@ class ObjectStore(ABC):
     @abstractmethod
     def delete(self, bucket: str, key: str) -> None: ...
 
+    @abstractmethod
+    def uri(self, bucket: str, key: str) -> str:
+        """The URI an engine reads or writes the object at directly (``s3://…`` or ``file://…``)."""
+
     def put_json(self, bucket: str, key: str, document: Any) -> None:
         body = json.dumps(document, indent=2, sort_keys=False, default=str).encode("utf-8")
         self.put_bytes(bucket, key, body, "application/json")
@@ -79,17 +83,6 @@ class ObjectStore(ABC):
         for key in keys:
             self.delete(bucket, key)
         return len(keys)
-
-    def download_prefix(self, bucket: str, prefix: str, local_dir: Path, suffix: str = ".parquet") -> list[Path]:
-        """Download every object under ``prefix`` ending in ``suffix``; returns the local paths."""
-        paths = []
-        for index, info in enumerate(sorted(self.list(bucket, prefix), key=lambda i: i.key)):
-            if not info.key.endswith(suffix):
-                continue
-            path = local_dir / f"{index:06d}{suffix}"
-            self.download(bucket, info.key, path)
-            paths.append(path)
-        return paths
 
     def upload_tree(self, local_dir: Path, bucket: str, prefix: str) -> list[str]:
         """Upload every file below ``local_dir`` to ``prefix`` keeping relative paths."""
@@ -238,6 +231,9 @@ class S3Store(ObjectStore):
     def delete(self, bucket: str, key: str) -> None:
         self.client.delete_object(Bucket=bucket, Key=key)
 
+    def uri(self, bucket: str, key: str) -> str:
+        return f"s3://{bucket}/{key}"
+
 
 class LocalStore(ObjectStore):
     """Buckets as local folders, for dry runs and tests.
@@ -320,3 +316,8 @@ class LocalStore(ObjectStore):
 
     def delete(self, bucket: str, key: str) -> None:
         self._writable(bucket, key).unlink(missing_ok=True)
+
+    def uri(self, bucket: str, key: str) -> str:
+        root = self.roots[bucket]
+        path = self._path(bucket, key) if isinstance(root, dict) else Path(root).resolve() / key
+        return f"file://{path}" + ("/" if key.endswith("/") else "")

@@ -65,7 +65,7 @@ def test_glue_jobs_ship_the_core_zip_and_the_environment_capacity(bundle: Export
     validation, etl = _json(bundle, "glue/music_streaming_validation.json"), _json(bundle, "glue/music_streaming_etl_complete.json")
     for job in (validation, etl):
         assert job["DefaultArguments"]["--extra-py-files"] == "s3://music-glue-assets/glue/music_assets_core.zip"
-        assert (job["GlueVersion"], job["WorkerType"], job["Command"]["Name"]) == ("5.0", "G.1X", "glueetl")
+        assert (job["GlueVersion"], job["WorkerType"], job["Command"]["Name"]) == ("5.1", "G.1X", "glueetl")
         assert job["Role"] == "arn:aws:iam::123456789012:role/music-pipeline-glue"
     assert (validation["NumberOfWorkers"], etl["NumberOfWorkers"]) == (2, 4)
     assert etl["Command"]["ScriptLocation"] == "s3://music-glue-assets/glue/etl_streaming_pipeline_complete.py"

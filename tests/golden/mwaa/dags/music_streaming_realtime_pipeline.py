@@ -106,7 +106,7 @@ GLUE_JOBS = {
                 "--aws_region": "us-east-1",
             },
             "Timeout": 60,
-            "GlueVersion": "5.0",
+            "GlueVersion": "5.1",
             "WorkerType": "G.1X",
             "NumberOfWorkers": 2,
             "Tags": {
@@ -150,7 +150,7 @@ GLUE_JOBS = {
                 "--aws_region": "us-east-1",
             },
             "Timeout": 60,
-            "GlueVersion": "5.0",
+            "GlueVersion": "5.1",
             "WorkerType": "G.1X",
             "NumberOfWorkers": 4,
             "Tags": {
