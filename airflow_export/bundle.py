@@ -104,7 +104,7 @@ def _templates() -> jinja2.Environment:
         block_start_string="<%", block_end_string="%>",
         comment_start_string="<#", comment_end_string="#>",
         trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
-        undefined=jinja2.StrictUndefined, autoescape=False,
+        undefined=jinja2.StrictUndefined, autoescape=False,  # noqa: S701 - renders Python source, not HTML
     )
     environment.filters["py"] = lambda value, indent=0: py_literal(value, indent)
     return environment
@@ -122,7 +122,8 @@ def _glue_jobs(graph: TaskGraph, env: Environment) -> dict[str, _GlueJob]:
     scripts = discover_scripts()
     jobs: dict[str, _GlueJob] = {}
     for task in graph.glue_tasks:
-        assert task.glue_job_name is not None
+        if task.glue_job_name is None:
+            raise ValueError(f"task {task.task_id} is listed as a Glue task but its assets name no glue/job_name")
         script = script_for(scripts, task.glue_job_name, task.glue_task_type, task.task_id)
         runtime = [name for name in script.options if name in RUN_ARGS or hasattr(env.settings, name)]
         unknown = [name for name in script.required_options if name not in runtime and name != TASK_TYPE_OPTION]

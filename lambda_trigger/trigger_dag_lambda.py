@@ -346,14 +346,14 @@ def _decode_b64(payload: Mapping[str, Any], field: str, url: str) -> str:
 
 def post_cli_command(url: str, token: str, command: str) -> tuple[str, str]:
     """POST ``command`` to the MWAA CLI endpoint; return its decoded (stdout, stderr)."""
-    request = urllib.request.Request(
+    request = urllib.request.Request(  # noqa: S310 - the https endpoint MWAA returned (or the test override)
         url,
         data=command.encode("utf-8"),
         method="POST",
         headers={"Authorization": f"Bearer {token}", "Content-Type": "text/plain"},
     )
     try:
-        with urllib.request.urlopen(request, timeout=CLI_HTTP_TIMEOUT_SECONDS) as response:
+        with urllib.request.urlopen(request, timeout=CLI_HTTP_TIMEOUT_SECONDS) as response:  # noqa: S310 - see the Request above
             payload = json.loads(response.read().decode("utf-8"))
     except urllib.error.HTTPError as error:
         detail = error.read(500).decode("utf-8", errors="replace")

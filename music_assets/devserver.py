@@ -41,7 +41,9 @@ def run_dev(settings: Settings, *, port: int = 3000, stack_port: int = 4566, sta
     dagster_home.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, **info.env(), "DAGSTER_HOME": str(dagster_home.resolve())}
     command = [sys.executable, "-m", "dagster", "dev", "-h", "127.0.0.1", "-p", str(port), "-m", "music_assets.definitions"]
-    process = subprocess.Popen(command, env=env, start_new_session=True, preexec_fn=_reset_signal_handlers)
+    process = subprocess.Popen(  # noqa: S603 - argv list from sys.executable and an int port; no shell
+        command, env=env, start_new_session=True, preexec_fn=_reset_signal_handlers
+    )
     print(f"Dagster UI: http://127.0.0.1:{port}  (the sensor raw_bucket_sensor is running; Ctrl-C stops everything)",
           flush=True)
     stopping = {"requested": False}

@@ -130,7 +130,7 @@ def start_stack(settings: Settings, *, port: int = 0, state_dir: Path | str | No
 
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "MOTO_PORT": str(port)}
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
+        proc = subprocess.Popen(  # noqa: S603 - argv list from sys.executable and an int port; no shell
             [sys.executable, "-m", _MOTO_MODULE, "-H", HOST, "-p", str(port)],
             stdin=subprocess.DEVNULL,
             stdout=log,
@@ -393,7 +393,10 @@ def _command_line(pid: int) -> list[str] | None:
             return None
         return raw.decode(errors="replace").split("\0")
     try:
-        out = subprocess.run(["ps", "-o", "command=", "-p", str(pid)], capture_output=True, text=True, timeout=5)
+        out = subprocess.run(  # noqa: S603 - fixed argv, no shell
+            ["ps", "-o", "command=", "-p", str(pid)],  # noqa: S607 - ps only where /proc is absent (macOS)
+            capture_output=True, text=True, timeout=5,
+        )
     except (OSError, subprocess.TimeoutExpired):
         return None
     return out.stdout.split()

@@ -14,6 +14,13 @@ os.environ.setdefault("AWS_REQUEST_CHECKSUM_CALCULATION", "when_required")
 os.environ.setdefault("AWS_RESPONSE_CHECKSUM_VALIDATION", "when_required")
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--chaos", action="store_true", default=False,
+        help="run the full reliability matrix of tests/reliability (make chaos)",
+    )
+
+
 @pytest.fixture
 def settings() -> Settings:
     return Settings()
