@@ -181,7 +181,7 @@ def evaluate_targets(figures: dict[str, float], sizes: list[int]) -> list[Target
         targets.append(Target(name, ok if measured else None, detail if measured else "not measured in this run"))
 
     # The floor is read_csv of the stream files (at 10M rows, else the largest size run): the practical limit.
-    # floor_1gb (the 1 GB file read whole) also pays for materializing a ~3 GB table, so it is shown beside it.
+    # floor_1gb (the same 1 GB file, read whole into a ~3 GB table) is shown beside it.
     validation = figures.get("validation_1gb_mb_s")
     floor, at = _at(figures, "floor", sizes, "mb_s")
     floor_name = f"floor_{at}"
@@ -354,17 +354,28 @@ def machine_info() -> dict[str, Any]:
     }
 
 
-def compare(previous: dict[str, Any], figures: dict[str, float]) -> list[str]:
+HEADLINE_METRICS = ("s", "cpu_s", "mb_s", "peak_rss_mb")
+
+
+def compare(previous: dict[str, Any], figures: dict[str, float], results: list[CaseRun]) -> list[str]:
+    """Headline figures (time, CPU, MB/s, peak RSS of each case) against the previous run; ! marks > 10 %."""
     old = {k: v for k, v in previous.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    headline = [f"{entry.prefix}_{metric}" for entry in results for metric in HEADLINE_METRICS]
     lines = []
-    for name in sorted(set(old) & set(figures)):
+    for name in headline:
+        if name not in old or name not in figures:
+            continue
         before, now = old[name], figures[name]
-        change = "" if before == 0 else f" ({(now - before) / abs(before) * 100:+.1f}%)"
-        lines.append(f"  {name}: {before:g} -> {now:g}{change}")
+        change = (now - before) / abs(before) * 100 if before else 0.0
+        flag = "!" if abs(change) > 10 else " "
+        lines.append(f" {flag} {name}: {before:g} -> {now:g} ({change:+.1f}%)")
+    others = len((set(old) & set(figures)) - set(headline))
     new = sorted(set(figures) - set(old))
+    if others:
+        lines.append(f"   ({others} more figures in common: see the two JSON files)")
     if new:
         shown = ", ".join(new[:6]) + (", ..." if len(new) > 6 else "")
-        lines.append(f"  {len(new)} figure(s) without an earlier value: {shown}")
+        lines.append(f"   {len(new)} figure(s) without an earlier value: {shown}")
     return lines
 
 
@@ -448,7 +459,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Figures written to {latest}" + (f"; previous results kept as {kept}" if kept else ""))
     if previous is not None:
         print(f"Compared with the previous run ({previous.get('run', {}).get('started_at', '?')}):")
-        print("\n".join(compare(previous, figures)) or "  no figures in common")
+        print("\n".join(compare(previous, figures, results)) or "  no figures in common")
     failed = [e for e in results if e.errors]
     return 1 if failed else 0
 
