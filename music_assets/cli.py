@@ -202,7 +202,10 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
     settings = cli_settings(engine=args.engine)
     dynamodb = dynamodb_resource(settings)
-    with create_engine(settings.engine, shuffle_partitions=settings.spark_shuffle_partitions) as engine:
+    with create_engine(
+        settings.engine, shuffle_partitions=settings.spark_shuffle_partitions,
+        duckdb_memory_limit=settings.duckdb_memory_limit,
+    ) as engine:
         result = audit(
             S3Store(s3_client(settings)), settings, engine,
             dynamodb.Table(settings.file_tracker_table_name), dynamodb.Table(settings.dynamodb_table_name),

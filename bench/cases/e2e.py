@@ -59,7 +59,10 @@ def _run_core(settings: Any, watch: Stopwatch, extra: dict[str, float]) -> tuple
         raise SystemExit(f"batch {batch_id} is {report['overall_status']}: {report['failure_reasons']}")
     with watch.stage("process"):
         started = time.perf_counter()
-        engine = create_engine(settings.engine, shuffle_partitions=settings.spark_shuffle_partitions)
+        engine = create_engine(
+            settings.engine, shuffle_partitions=settings.spark_shuffle_partitions,
+            duckdb_memory_limit=settings.duckdb_memory_limit,
+        )
         extra["engine_start_s"] = time.perf_counter() - started
         processing = process_batch(store, settings, engine, report)
     with watch.stage("kpis"):

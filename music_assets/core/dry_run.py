@@ -89,7 +89,10 @@ def run_dry(
     processing = kpis = None
     items: list[dict[str, Any]] = []
     if report["overall_status"] in PROCEED_STATUSES:
-        with create_engine(settings.engine, shuffle_partitions=settings.spark_shuffle_partitions) as engine:
+        with create_engine(
+            settings.engine, shuffle_partitions=settings.spark_shuffle_partitions,
+            duckdb_memory_limit=settings.duckdb_memory_limit,
+        ) as engine:
             processing = process_batch(store, settings, engine, report, progress=progress)
             kpis = compute_daily_kpis(store, settings, engine, processing.dates, progress=progress)
         items = to_dynamodb_items(kpis, batch_id=batch_id, computed_at=report["generated_at"])

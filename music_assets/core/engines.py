@@ -5,11 +5,14 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import tempfile
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, Sequence
 
 import pyarrow as pa
+
+from .settings import DEFAULT_DUCKDB_MEMORY_LIMIT
 
 
 class Engine(ABC):
@@ -44,19 +47,23 @@ class Engine(ABC):
 
 
 class DuckDBEngine(Engine):
-    """In-process DuckDB; the Spark SQL is transpiled with sqlglot."""
+    """In-process DuckDB; the Spark SQL is transpiled with sqlglot.
+
+    Above ``memory_limit`` DuckDB spills to a private temporary folder, removed on :meth:`close`.
+    """
 
     name = "duckdb"
 
-    def __init__(self, *, threads: int | None = None, memory_limit: str | None = None) -> None:
+    def __init__(self, *, threads: int | None = None, memory_limit: str = DEFAULT_DUCKDB_MEMORY_LIMIT) -> None:
         import duckdb
 
-        self._con = duckdb.connect(config={"preserve_insertion_order": False})
+        self._spill_dir = tempfile.mkdtemp(prefix="duckdb-spill-")
+        self._con = duckdb.connect(
+            config={"preserve_insertion_order": False, "memory_limit": memory_limit, "temp_directory": self._spill_dir}
+        )
         self._objects: dict[str, str] = {}
         if threads:
             self._con.execute(f"SET threads = {int(threads)}")
-        if memory_limit:
-            self._con.execute("SET memory_limit = ?", [memory_limit])
 
     @staticmethod
     def transpile(sql: str) -> str:
@@ -102,6 +109,7 @@ class DuckDBEngine(Engine):
 
     def close(self) -> None:
         self._con.close()
+        shutil.rmtree(self._spill_dir, ignore_errors=True)
 
 
 class SparkEngine(Engine):
@@ -214,9 +222,11 @@ def _spark_schema(schema: pa.Schema) -> Any:
     return T.StructType([T.StructField(f.name, mapping[f.type], True) for f in schema])
 
 
-def create_engine(name: str, *, shuffle_partitions: int = 8) -> Engine:
+def create_engine(
+    name: str, *, shuffle_partitions: int = 8, duckdb_memory_limit: str = DEFAULT_DUCKDB_MEMORY_LIMIT
+) -> Engine:
     if name == "duckdb":
-        return DuckDBEngine()
+        return DuckDBEngine(memory_limit=duckdb_memory_limit)
     if name == "spark":
         return SparkEngine(shuffle_partitions=shuffle_partitions)
     raise ValueError(f"unknown engine {name!r}; use duckdb or spark")

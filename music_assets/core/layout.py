@@ -136,6 +136,14 @@ def processed_batch_prefix(day: str, batch_id: str) -> str:
     return f"{processed_date_prefix(day)}batch_id={check_batch_id(batch_id)}/"
 
 
+def batch_of_processed_key(key: str) -> str | None:
+    """The batch id in a ``processed_data/date=…/batch_id={id}/…`` key, None when the key has none."""
+    for segment in key.split("/"):
+        if segment.startswith("batch_id="):
+            return segment.removeprefix("batch_id=")
+    return None
+
+
 def archive_key(raw_key: str, processing_date: date, batch_id: str | None = None) -> str:
     """``archive/YYYY/MM/DD/{key}``; with ``batch_id`` ``archive/YYYY/MM/DD/batch_id={id}/{key}``, the place of a
     second version of a key archived on the same day (the first must not be overwritten)."""

@@ -290,12 +290,9 @@ def _parquet_inputs(
     """Where an engine reads ``keys``: local copies in ``local_dir``, or the objects' own URIs when None."""
     if local_dir is None:
         return [store.uri(bucket, key) for key in keys]
-    paths: list[str | Path] = []
-    for index, key in enumerate(keys):
-        path = local_dir / f"{index:06d}.parquet"
-        store.download(bucket, key, path)
-        paths.append(path)
-    return paths
+    paths = [local_dir / f"{index:06d}.parquet" for index in range(len(keys))]
+    store.download_many([(bucket, key, path) for key, path in zip(keys, paths)])
+    return list(paths)
 
 
 def _local_dir(work: Path, name: str, direct_io: bool) -> Path | None:
@@ -407,16 +404,18 @@ def compute_daily_kpis(
     dates = sorted(set(dates))
     bucket = settings.processed_bucket
     with tempfile.TemporaryDirectory(prefix="kpis-") as scratch:
-        paths: list[str | Path] = []
-        for day in dates:
-            if progress:
-                progress(f"reading processed events of {day}")
-            keys = sorted(
-                info.key for info in store.list(bucket, layout.processed_date_prefix(day)) if info.key.endswith(".parquet")
-            )
-            paths += _parquet_inputs(store, bucket, keys, _local_dir(Path(scratch), day, direct_io))
+        if progress:
+            progress(f"reading processed events of {', '.join(dates)}")
+        keys = sorted(
+            info.key
+            for day in dates
+            for info in store.list(bucket, layout.processed_date_prefix(day))
+            if info.key.endswith(".parquet")
+        )
+        paths = _parquet_inputs(store, bucket, keys, _local_dir(Path(scratch), "processed", direct_io))
         engine.register_parquet("processed_events", paths, PROCESSED_EVENTS_SCHEMA)
-        engine.materialize("kpi_events", render("kpi_events"))
+        source_batches = {layout.batch_of_processed_key(key) for key in keys}
+        engine.materialize("kpi_events", render("kpi_events" if len(source_batches) > 1 else "kpi_events_one_batch"))
         return assemble_kpis(
             engine.query(render("genre_kpis")), engine.query(render("top_songs")), engine.query(render("top_genres"))
         )

@@ -7,6 +7,7 @@ from dataclasses import dataclass, fields, replace
 from typing import Mapping
 
 ENGINES = ("duckdb", "spark")
+DEFAULT_DUCKDB_MEMORY_LIMIT = "2GB"
 
 
 class SettingsError(ValueError):
@@ -33,6 +34,7 @@ class Settings:
     cloudwatch_endpoint_url: str | None = None
     glue_endpoint_url: str | None = None
     spark_shuffle_partitions: int = 8
+    duckdb_memory_limit: str = DEFAULT_DUCKDB_MEMORY_LIMIT
 
     @property
     def file_tracker_table_name(self) -> str:

@@ -11,10 +11,31 @@ import json
 import shutil
 import time
 from abc import ABC, abstractmethod
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, BinaryIO, Iterator
+from typing import Any, BinaryIO, Callable, Iterator, Sequence, TypeVar
+
+TRANSFER_WORKERS = 8
+"""Objects moved at once by :meth:`ObjectStore.upload_many` / :meth:`ObjectStore.download_many`."""
+SINGLE_REQUEST_BYTES = 64 * 1024 * 1024
+"""Files below this size go up in one PUT; larger ones in parts (s3transfer)."""
+COPY_BUFFER_BYTES = 1024 * 1024
+
+_Item = TypeVar("_Item")
+
+
+def _in_parallel(action: Callable[[_Item], None], items: Sequence[_Item]) -> None:
+    """``action`` on every item, up to :data:`TRANSFER_WORKERS` at a time; the first failure is raised once
+    all have ended."""
+    if len(items) <= 1:
+        for item in items:
+            action(item)
+        return
+    with ThreadPoolExecutor(min(TRANSFER_WORKERS, len(items)), thread_name_prefix="transfer") as pool:
+        for future in [pool.submit(action, item) for item in items]:
+            future.result()
 
 
 @dataclass(frozen=True)
@@ -84,13 +105,19 @@ class ObjectStore(ABC):
             self.delete(bucket, key)
         return len(keys)
 
+    def upload_many(self, uploads: Sequence[tuple[Path, str, str]]) -> None:
+        """Upload each ``(path, bucket, key)``, several at a time."""
+        _in_parallel(lambda upload: self.upload(*upload), uploads)
+
+    def download_many(self, downloads: Sequence[tuple[str, str, Path]]) -> None:
+        """Download each ``(bucket, key, path)``, several at a time."""
+        _in_parallel(lambda download: self.download(*download), downloads)
+
     def upload_tree(self, local_dir: Path, bucket: str, prefix: str) -> list[str]:
-        """Upload every file below ``local_dir`` to ``prefix`` keeping relative paths."""
-        keys = []
-        for path in sorted(p for p in local_dir.rglob("*") if p.is_file()):
-            key = prefix + path.relative_to(local_dir).as_posix()
-            self.upload(path, bucket, key)
-            keys.append(key)
+        """Upload every file below ``local_dir`` to ``prefix`` keeping relative paths; returns the keys."""
+        paths = sorted(p for p in local_dir.rglob("*") if p.is_file())
+        keys = [prefix + path.relative_to(local_dir).as_posix() for path in paths]
+        self.upload_many([(path, bucket, key) for path, key in zip(paths, keys)])
         return keys
 
 
@@ -201,11 +228,18 @@ class S3Store(ObjectStore):
         return _ResumableBody(self.client, bucket, key)  # type: ignore[return-value]
 
     def download(self, bucket: str, key: str, path: Path) -> None:
+        """One GET streamed to ``path`` (resumed like :meth:`open` if the connection drops)."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.client.download_file(bucket, key, str(path))
+        with self.open(bucket, key) as body, path.open("wb") as out:
+            shutil.copyfileobj(body, out, COPY_BUFFER_BYTES)
 
     def upload(self, path: Path, bucket: str, key: str) -> None:
-        self.client.upload_file(str(path), bucket, key)
+        """One PUT for a file below :data:`SINGLE_REQUEST_BYTES`, a multipart upload for a larger one."""
+        if path.stat().st_size >= SINGLE_REQUEST_BYTES:
+            self.client.upload_file(str(path), bucket, key)
+            return
+        with path.open("rb") as body:
+            self.client.put_object(Bucket=bucket, Key=key, Body=body)
 
     def put_bytes(self, bucket: str, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
         self.client.put_object(Bucket=bucket, Key=key, Body=data, ContentType=content_type)

@@ -21,7 +21,7 @@ from pydantic import Field
 
 from music_assets.core.aws import LOCAL_CREDENTIALS, client_config, use_s3_compatible_checksums
 from music_assets.core.engines import DuckDBEngine, Engine, SparkEngine, local_spark_conf, prepare_local_spark
-from music_assets.core.settings import ENGINES, Settings, SettingsError
+from music_assets.core.settings import DEFAULT_DUCKDB_MEMORY_LIMIT, ENGINES, Settings, SettingsError
 from music_assets.core.storage import S3Store
 
 
@@ -128,6 +128,9 @@ class EngineResource(ConfigurableResource):
     """
 
     name: str = Field(default="duckdb", description="duckdb or spark (ENGINE).")
+    duckdb_memory_limit: str = Field(
+        default=DEFAULT_DUCKDB_MEMORY_LIMIT, description="DuckDB spills to disk above this (DUCKDB_MEMORY_LIMIT)."
+    )
     pyspark: LazyPySparkResource
 
     @contextmanager
@@ -139,7 +142,7 @@ class EngineResource(ConfigurableResource):
             prepare_local_spark()
             engine: Engine = SparkEngine(self.pyspark.spark_session)
         else:
-            engine = DuckDBEngine()
+            engine = DuckDBEngine(memory_limit=self.duckdb_memory_limit)
         with engine:
             yield engine
 
@@ -154,5 +157,9 @@ def build_resources(settings: Settings | None = None) -> dict[str, ConfigurableR
         "s3": PipelineS3Resource(region_name=region, endpoint_url=settings.s3_endpoint_url),
         "dynamodb": DynamoDBResource(region_name=region, endpoint_url=settings.dynamodb_endpoint_url),
         "cloudwatch": CloudWatchResource(region_name=region, endpoint_url=settings.cloudwatch_endpoint_url),
-        "engine": EngineResource(name=settings.engine, pyspark=LazyPySparkResource(spark_config=spark_conf)),
+        "engine": EngineResource(
+            name=settings.engine,
+            duckdb_memory_limit=settings.duckdb_memory_limit,
+            pyspark=LazyPySparkResource(spark_config=spark_conf),
+        ),
     }

@@ -73,6 +73,9 @@ def test_key_layout_matches_the_design():
     assert layout.processed_batch_prefix("2024-06-25", "b1") == "processed_data/date=2024-06-25/batch_id=b1/"
     assert layout.archive_key("songs/s.csv", date(2024, 6, 5)) == "archive/2024/06/05/songs/s.csv"
     assert layout.staging_key("b1", "streams", "streams/a b.csv").startswith("staging/batch_id=b1/streams/")
+    processed = "processed_data/date=2024-06-25/batch_id=b1/genre=pop/part-0.parquet"
+    assert layout.batch_of_processed_key(processed) == "b1"
+    assert layout.batch_of_processed_key("processed_data/date=2024-06-25/part-0.parquet") is None
 
 
 @pytest.mark.parametrize("key", ["../x.csv", "streams/../../x.csv", "/abs.csv", "streams/./x.csv", "a\x00b"])

@@ -1,14 +1,7 @@
 -- K1 within the batch, K2, K4: each distinct (user_id, track_id, listen_time) once, with its
 -- song (null when the track is unknown) and whether its user is known.
-WITH numbered AS (
-    SELECT
-        user_id,
-        track_id,
-        listen_time,
-        ROW_NUMBER() OVER (
-            PARTITION BY user_id, track_id, listen_time
-            ORDER BY _source_seq ASC, _row_number ASC
-        ) AS copy_number
+WITH events AS (
+    SELECT DISTINCT user_id, track_id, listen_time
     FROM batch_streams
 )
 SELECT
@@ -23,7 +16,6 @@ SELECT
     users.user_country,
     users.user_age,
     users.user_id IS NOT NULL AS known_user
-FROM numbered AS events
+FROM events
 LEFT JOIN reference_songs AS songs ON events.track_id = songs.track_id
 LEFT JOIN reference_users AS users ON events.user_id = users.user_id
-WHERE events.copy_number = 1
