@@ -97,7 +97,7 @@ def run_and_time(settings: Any, watch: Any, extra: dict[str, float]) -> tuple[di
 
     try:
         with DagsterInstance.ephemeral() as instance:
-            outcome = run_batch_in_process(settings, instance=instance, progress=progress)
+            outcome = run_batch_in_process(settings, instance=instance, progress=progress, read_export=False)
             total = time.perf_counter() - began
             if not outcome.success or outcome.report is None:
                 raise SystemExit(f"the Dagster run failed: steps {outcome.failed_steps}, status {outcome.status}")

@@ -22,7 +22,7 @@ from .kpi_store import KpiWriteResult, write_daily_kpis
 from .kpis import DailyKpis, assemble_kpis, to_dynamodb_items
 from .settings import Settings
 from .sql import render
-from .storage import ObjectInfo, ObjectStore
+from .storage import ObjectInfo, ObjectStore, in_parallel
 from .validation import ACCEPTED, RULE_MESSAGES, FileValidation, validate_file
 
 REPORT_VERSION = 1
@@ -473,18 +473,20 @@ def archive_batch(
     processing_date: date | None = None,
     progress: Progress | None = None,
 ) -> list[dict[str, str]]:
-    """Archive the batch's accepted raw files: copy, verify, then delete the raw object.
+    """Archive the batch's accepted raw files, several at a time: copy, verify, then delete the raw object.
 
     Call only after the KPIs are stored. Files already archived (a rerun) are reported, not redone.
     The date of the archive keys is ``processing_date``, by default the UTC date the batch was validated
     (so a rerun on another day finds the copies of the first attempt).
     """
     processing_date = processing_date or _report_date(report)
-    archived = []
-    for entry in report["files"]:
-        if entry["status"] != ACCEPTED:
-            continue
-        raw = RawFile(entry["key"], entry["etag"], entry["size"], entry["dataset"])
+    accepted = [
+        RawFile(entry["key"], entry["etag"], entry["size"], entry["dataset"])
+        for entry in report["files"]
+        if entry["status"] == ACCEPTED
+    ]
+
+    def archive(raw: RawFile) -> dict[str, str]:
         target = _archive_target(store, settings, report["batch_id"], raw, processing_date)
         current = store.head(report["raw_bucket"], raw.key)
         if current is not None and current.holds(raw.etag):
@@ -498,8 +500,9 @@ def archive_batch(
                 "the raw file was kept"
             )
         _delete_if_unchanged(store, report["raw_bucket"], raw)
-        archived.append({"key": raw.key, "archive_key": target})
-    return archived
+        return {"key": raw.key, "archive_key": target}
+
+    return in_parallel(archive, accepted)
 
 
 def _report_date(report: dict[str, Any]) -> date:

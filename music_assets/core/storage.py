@@ -24,18 +24,17 @@ SINGLE_REQUEST_BYTES = 64 * 1024 * 1024
 COPY_BUFFER_BYTES = 1024 * 1024
 
 _Item = TypeVar("_Item")
+_Result = TypeVar("_Result")
 
 
-def _in_parallel(action: Callable[[_Item], None], items: Sequence[_Item]) -> None:
-    """``action`` on every item, up to :data:`TRANSFER_WORKERS` at a time; the first failure is raised once
-    all have ended."""
+def in_parallel(action: Callable[[_Item], _Result], items: Sequence[_Item]) -> list[_Result]:
+    """``action`` on every item, up to :data:`TRANSFER_WORKERS` at a time; the results in the items' order.
+    The first failure is raised once all have ended."""
     if len(items) <= 1:
-        for item in items:
-            action(item)
-        return
+        return [action(item) for item in items]
     with ThreadPoolExecutor(min(TRANSFER_WORKERS, len(items)), thread_name_prefix="transfer") as pool:
-        for future in [pool.submit(action, item) for item in items]:
-            future.result()
+        futures = [pool.submit(action, item) for item in items]
+        return [future.result() for future in futures]
 
 
 @dataclass(frozen=True)
@@ -107,11 +106,11 @@ class ObjectStore(ABC):
 
     def upload_many(self, uploads: Sequence[tuple[Path, str, str]]) -> None:
         """Upload each ``(path, bucket, key)``, several at a time."""
-        _in_parallel(lambda upload: self.upload(*upload), uploads)
+        in_parallel(lambda upload: self.upload(*upload), uploads)
 
     def download_many(self, downloads: Sequence[tuple[str, str, Path]]) -> None:
         """Download each ``(bucket, key, path)``, several at a time."""
-        _in_parallel(lambda download: self.download(*download), downloads)
+        in_parallel(lambda download: self.download(*download), downloads)
 
     def upload_tree(self, local_dir: Path, bucket: str, prefix: str) -> list[str]:
         """Upload every file below ``local_dir`` to ``prefix`` keeping relative paths; returns the keys."""

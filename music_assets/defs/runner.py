@@ -69,6 +69,7 @@ def run_batch_in_process(
     instance: DagsterInstance | None = None,
     engine: EngineResource | None = None,
     progress: Progress | None = None,
+    read_export: bool = True,
 ) -> BatchRunOutcome:
     """Evaluate ``raw_bucket_sensor`` once and execute the run it requests, as the daemon would.
 
@@ -76,6 +77,7 @@ def run_batch_in_process(
     one. The tick starts from an empty cursor: the file tracker alone keeps every file version to
     exactly one batch. ``engine`` overrides the engine resource built from ``settings.engine``.
     ``progress`` receives the run's messages (info and above) instead of Dagster's console output.
+    ``read_export=False`` leaves ``export`` empty instead of reading the whole KPI table back.
     """
     resources = build_resources(settings)
     if engine is not None:
@@ -101,7 +103,8 @@ def run_batch_in_process(
             if progress:
                 progress(f"sensor: {skip_reason}")
             return BatchRunOutcome(
-                NO_NEW_FILES, True, None, None, None, _kpi_export(resources, settings), skip_reason=skip_reason
+                NO_NEW_FILES, True, None, None, None, _kpi_export(resources, settings, read_export),
+                skip_reason=skip_reason,
             )
         request = tick.run_requests[0]
         batch_id = str(request.partition_key)
@@ -130,7 +133,7 @@ def run_batch_in_process(
         batch_id=batch_id,
         run_id=result.run_id,
         report=report,
-        export=_kpi_export(resources, settings),
+        export=_kpi_export(resources, settings, read_export),
         error="; ".join(errors) or None,
         failed_steps=[str(event.step_key) for event in failures],
     )
@@ -173,7 +176,11 @@ def _root_cause(error: SerializableErrorInfo | None) -> str:
     return error.message.strip()
 
 
-def _kpi_export(resources: Mapping[str, ConfigurableResource], settings: Settings) -> dict[str, list[dict[str, Any]]]:
+def _kpi_export(
+    resources: Mapping[str, ConfigurableResource], settings: Settings, read: bool
+) -> dict[str, list[dict[str, Any]]]:
+    if not read:
+        return {}
     dynamodb = cast(DynamoDBResource, resources["dynamodb"])
     return export_from_items(read_kpi_items(dynamodb.table(settings.dynamodb_table_name)))
 

@@ -89,6 +89,7 @@ def test_resources_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("CLOUDWATCH_ENDPOINT_URL", "http://127.0.0.1:8001")
     monkeypatch.setenv("RAW_DATA_BUCKET", "drop-zone")
     monkeypatch.setenv("ENGINE", "spark")
+    monkeypatch.setenv("DUCKDB_MEMORY_LIMIT", "512MB")
     local = build_resources()
     assert local["s3"].endpoint_url == "http://127.0.0.1:9000"  # type: ignore[attr-defined]
     assert local["s3"].addressing_style == "path"  # type: ignore[attr-defined]
@@ -98,13 +99,14 @@ def test_resources_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) ->
     assert local["settings"].raw_data_bucket == "drop-zone"  # type: ignore[attr-defined]
     engine = local["engine"]
     assert engine.name == "spark"  # type: ignore[attr-defined]
+    assert engine.duckdb_memory_limit == "512MB"  # type: ignore[attr-defined]
     assert engine.pyspark.spark_config["spark.driver.bindAddress"] == "127.0.0.1"  # type: ignore[attr-defined]
 
 
 def test_pipeline_settings_cover_every_setting_but_connections_and_engine() -> None:
     connection_and_engine = {
         "aws_region", "s3_endpoint_url", "dynamodb_endpoint_url", "cloudwatch_endpoint_url", "glue_endpoint_url",
-        "engine", "spark_shuffle_partitions",
+        "engine", "spark_shuffle_partitions", "duckdb_memory_limit",
     }
     fields = {field.name for field in dataclasses.fields(Settings)}
     assert set(PipelineSettings.model_fields) == fields - connection_and_engine
