@@ -55,7 +55,8 @@ def glue_job_policy(env: Environment) -> dict[str, Any]:
         ),
         _statement("ReadGenreHistoryIndex", ["dynamodb:Query"], [f"{table}/index/{KPI_GSI_NAME}"]),
         _statement(
-            "ClaimAndTrackFiles", ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Scan"],
+            "ClaimAndTrackFiles",
+            ["dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Scan"],
             [env.arn("dynamodb", f"table/{settings.file_tracker_table_name}")],
         ),
         _statement(

@@ -20,9 +20,10 @@ from .contracts import PROCESSED_EVENTS_SCHEMA, STREAMS, contract_for, reference
 from .engines import Engine
 from .kpi_store import KpiWriteResult, write_daily_kpis
 from .kpis import DailyKpis, assemble_kpis, to_dynamodb_items
+from .parallel import in_parallel
 from .settings import Settings
 from .sql import render
-from .storage import ObjectInfo, ObjectStore, in_parallel
+from .storage import TRANSFER_WORKERS, ObjectInfo, ObjectStore
 from .validation import ACCEPTED, RULE_MESSAGES, FileValidation, validate_file
 
 REPORT_VERSION = 1
@@ -33,6 +34,7 @@ NO_NEW_FILES = "NO_NEW_FILES"
 PROCEED_STATUSES = (PASSED, PASSED_WITH_QUARANTINE)
 DATASET_ORDER = {"songs": 0, "users": 1, "streams": 2}
 PROCESSED_PARTITIONS = ("date", "batch_id", "genre")
+BATCH_EVENT_COUNTS = ("distinct_events", "unknown_track_events", "unknown_user_events", "processed_events")
 
 Progress = Callable[[str], None]
 
@@ -358,9 +360,11 @@ def process_batch(
             store, bucket, _accepted_staging(report, "streams"), _local_dir(work, "batch_streams", direct_io)
         )
         engine.register_parquet("batch_streams", stream_inputs, STREAMS.schema)
-        engine.materialize("batch_events", render("batch_events"))
-        stats = engine.query(render("batch_event_stats")).to_pylist()[0]
-        dates = sorted(row["event_date"] for row in engine.query(render("batch_event_dates")).to_pylist())
+        engine.materialize("batch_event_keys", render("batch_event_keys"))
+        engine.register_view("batch_events", render("batch_events"))
+        per_date = engine.query(render("batch_event_stats")).to_pylist()
+        stats = {name: sum(int(row[name]) for row in per_date) for name in BATCH_EVENT_COUNTS}
+        dates = sorted(row["event_date"] for row in per_date if row["processed_events"])
         for day in dates:
             store.delete_prefix(bucket, layout.processed_batch_prefix(day, batch_id))
         processed_sql = render("processed_streams", batch_id=batch_id)
@@ -369,9 +373,11 @@ def process_batch(
         else:
             out_dir = work / "processed"
             engine.write_partitioned(processed_sql, out_dir, PROCESSED_PARTITIONS)
-            for day in dates:
-                batch_dir = out_dir / f"date={day}" / f"batch_id={batch_id}"
-                store.upload_tree(batch_dir, bucket, layout.processed_batch_prefix(day, batch_id))
+            store.upload_many([
+                (path, bucket, layout.PROCESSED_PREFIX + path.relative_to(out_dir).as_posix())
+                for day in dates
+                for path in sorted((out_dir / f"date={day}" / f"batch_id={batch_id}").rglob("*.parquet"))
+            ])
         processed_keys = [
             info.key
             for day in dates
@@ -380,11 +386,8 @@ def process_batch(
         ]
     return ProcessingResult(
         dates=dates,
-        valid_events=int(stats["valid_events"]),
-        distinct_events=int(stats["distinct_events"]),
-        unknown_track_events=int(stats["unknown_track_events"]),
-        unknown_user_events=int(stats["unknown_user_events"]),
-        processed_events=int(stats["processed_events"]),
+        valid_events=int(per_date[0]["valid_events"]) if per_date else 0,
+        **stats,
         processed_keys=processed_keys,
         reference_songs=songs,
         reference_users=users,
@@ -414,8 +417,10 @@ def compute_daily_kpis(
         )
         paths = _parquet_inputs(store, bucket, keys, _local_dir(Path(scratch), "processed", direct_io))
         engine.register_parquet("processed_events", paths, PROCESSED_EVENTS_SCHEMA)
-        source_batches = {layout.batch_of_processed_key(key) for key in keys}
-        engine.materialize("kpi_events", render("kpi_events" if len(source_batches) > 1 else "kpi_events_one_batch"))
+        if len({layout.batch_of_processed_key(key) for key in keys}) > 1:
+            engine.materialize("kpi_events", render("kpi_events"))
+        else:
+            engine.register_view("kpi_events", render("kpi_events_one_batch"))
         return assemble_kpis(
             engine.query(render("genre_kpis")), engine.query(render("top_songs")), engine.query(render("top_genres"))
         )
@@ -502,7 +507,7 @@ def archive_batch(
         _delete_if_unchanged(store, report["raw_bucket"], raw)
         return {"key": raw.key, "archive_key": target}
 
-    return in_parallel(archive, accepted)
+    return in_parallel(archive, accepted, workers=TRANSFER_WORKERS)
 
 
 def _report_date(report: dict[str, Any]) -> date:

@@ -11,30 +11,18 @@ import json
 import shutil
 import time
 from abc import ABC, abstractmethod
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Iterator, Sequence, TypeVar
+from typing import Any, BinaryIO, Iterator, Sequence
+
+from .parallel import in_parallel
 
 TRANSFER_WORKERS = 8
 """Objects moved at once by :meth:`ObjectStore.upload_many` / :meth:`ObjectStore.download_many`."""
 SINGLE_REQUEST_BYTES = 64 * 1024 * 1024
 """Files below this size go up in one PUT; larger ones in parts (s3transfer)."""
 COPY_BUFFER_BYTES = 1024 * 1024
-
-_Item = TypeVar("_Item")
-_Result = TypeVar("_Result")
-
-
-def in_parallel(action: Callable[[_Item], _Result], items: Sequence[_Item]) -> list[_Result]:
-    """``action`` on every item, up to :data:`TRANSFER_WORKERS` at a time; the results in the items' order.
-    The first failure is raised once all have ended."""
-    if len(items) <= 1:
-        return [action(item) for item in items]
-    with ThreadPoolExecutor(min(TRANSFER_WORKERS, len(items)), thread_name_prefix="transfer") as pool:
-        futures = [pool.submit(action, item) for item in items]
-        return [future.result() for future in futures]
 
 
 @dataclass(frozen=True)
@@ -106,18 +94,11 @@ class ObjectStore(ABC):
 
     def upload_many(self, uploads: Sequence[tuple[Path, str, str]]) -> None:
         """Upload each ``(path, bucket, key)``, several at a time."""
-        in_parallel(lambda upload: self.upload(*upload), uploads)
+        in_parallel(lambda upload: self.upload(*upload), uploads, workers=TRANSFER_WORKERS)
 
     def download_many(self, downloads: Sequence[tuple[str, str, Path]]) -> None:
         """Download each ``(bucket, key, path)``, several at a time."""
-        in_parallel(lambda download: self.download(*download), downloads)
-
-    def upload_tree(self, local_dir: Path, bucket: str, prefix: str) -> list[str]:
-        """Upload every file below ``local_dir`` to ``prefix`` keeping relative paths; returns the keys."""
-        paths = sorted(p for p in local_dir.rglob("*") if p.is_file())
-        keys = [prefix + path.relative_to(local_dir).as_posix() for path in paths]
-        self.upload_many([(path, bucket, key) for path, key in zip(paths, keys)])
-        return keys
+        in_parallel(lambda download: self.download(*download), downloads, workers=TRANSFER_WORKERS)
 
 
 SOURCE_ETAG_METADATA = "source-etag"

@@ -6,11 +6,14 @@ two batches never take the same file version.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Sequence
 
 from botocore.exceptions import ClientError
+
+from .parallel import in_parallel
 
 CLAIMED = "CLAIMED"
 VALIDATED = "VALIDATED"
@@ -22,7 +25,14 @@ TERMINAL = (ARCHIVED, QUARANTINED)
 #: A batch whose files are in one of these states was started and has not finished: its run died (or
 #: never started). FAILED is not among them: a failed batch waits for an operator's re-execution.
 UNFINISHED = (CLAIMED, VALIDATED, PROCESSED)
-
+#: DynamoDB's cap on the keys of one BatchGetItem.
+BATCH_GET_KEYS = 100
+#: How many requests one ``get_many`` or ``claim`` has in flight at once (on the embedded server with two
+#: cores, 8 or 16 are no faster than 4 and cost the server more CPU).
+REQUEST_WORKERS = 4
+#: BatchGetItem rounds for the keys DynamoDB returns unprocessed (throttled, or past 16 MB of answer).
+UNPROCESSED_ATTEMPTS = 8
+UNPROCESSED_BACKOFF_SECONDS = 0.05
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -37,10 +47,14 @@ class ClaimResult:
 
 
 class FileTracker:
-    """Wraps the tracker table (a boto3 DynamoDB ``Table``)."""
+    """Wraps the tracker table (a boto3 DynamoDB ``Table``).
+
+    Concurrent requests go through the table's client (boto3 clients are thread-safe, resources are not).
+    """
 
     def __init__(self, table: Any) -> None:
         self.table = table
+        self._client = table.meta.client
 
     def claim(
         self,
@@ -48,36 +62,74 @@ class FileTracker:
         batch_id: str,
         raw_last_modified: Mapping[tuple[str, str], str] | None = None,
     ) -> ClaimResult:
-        """Claim each (key, etag) for ``batch_id``; a retry of the same batch keeps its claims.
+        """Claim each (key, etag) for ``batch_id``, one conditional put each (several at a time): a version
+        is claimed only if no item exists for it, or it is already this batch's and still CLAIMED, so a
+        retry of the same batch keeps its claims and no version is ever claimed by two batches.
 
         ``raw_last_modified``: the claimed objects' LastModified, kept to tell the claimed object from a later
         upload of the same bytes.
         """
-        claimed: list[tuple[str, str]] = []
-        taken: list[tuple[str, str, str]] = []
-        for key, etag in files:
-            extra = {"raw_last_modified": raw_last_modified[(key, etag)]} if raw_last_modified else {}
-            try:
-                self.table.put_item(
-                    Item={"file_key": key, "etag": etag, "status": CLAIMED, "batch_id": batch_id, "claimed_at": _now(),
-                          "updated_at": _now(), **extra},
-                    ConditionExpression="attribute_not_exists(file_key) OR (batch_id = :batch AND #s = :claimed)",
-                    ExpressionAttributeNames={"#s": "status"},
-                    ExpressionAttributeValues={":batch": batch_id, ":claimed": CLAIMED},
-                )
-                claimed.append((key, etag))
-            except ClientError as exc:
-                if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
-                    raise
-                current = self.get(key, etag) or {}
-                if current.get("batch_id") == batch_id:
-                    claimed.append((key, etag))
-                else:
-                    taken.append((key, etag, str(current.get("batch_id"))))
-        return ClaimResult(claimed, taken)
+        versions = list(files)
+        holders = in_parallel(
+            lambda version: self._claim_one(*version, batch_id, raw_last_modified), versions, workers=REQUEST_WORKERS
+        )
+        owned = [holder == batch_id for holder in holders]
+        return ClaimResult(
+            claimed=[version for version, ours in zip(versions, owned) if ours],
+            taken=[(key, etag, holder) for (key, etag), holder, ours in zip(versions, holders, owned) if not ours],
+        )
+
+    def _claim_one(
+        self, key: str, etag: str, batch_id: str, raw_last_modified: Mapping[tuple[str, str], str] | None
+    ) -> str:
+        """The conditional put of one claim; returns the batch holding the version afterwards."""
+        extra = {"raw_last_modified": raw_last_modified[(key, etag)]} if raw_last_modified else {}
+        try:
+            self._client.put_item(
+                TableName=self.table.name,
+                Item={"file_key": key, "etag": etag, "status": CLAIMED, "batch_id": batch_id, "claimed_at": _now(),
+                      "updated_at": _now(), **extra},
+                ConditionExpression="attribute_not_exists(file_key) OR (batch_id = :batch AND #s = :claimed)",
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues={":batch": batch_id, ":claimed": CLAIMED},
+            )
+            return batch_id
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+        return str((self.get(key, etag) or {}).get("batch_id"))
 
     def get(self, key: str, etag: str) -> dict[str, Any] | None:
-        return self.table.get_item(Key={"file_key": key, "etag": etag}, ConsistentRead=True).get("Item")
+        """The item of one version (strongly consistent read), or None."""
+        key_item = {"file_key": key, "etag": etag}
+        return self._client.get_item(TableName=self.table.name, Key=key_item, ConsistentRead=True).get("Item")
+
+    def get_many(self, versions: Iterable[tuple[str, str]]) -> dict[tuple[str, str], dict[str, Any]]:
+        """(key, etag) → item, for those of ``versions`` the tracker holds (strongly consistent reads,
+        :data:`BATCH_GET_KEYS` per BatchGetItem, several at a time)."""
+        unique = list(dict.fromkeys(versions))
+        chunks = [unique[start : start + BATCH_GET_KEYS] for start in range(0, len(unique), BATCH_GET_KEYS)]
+        return {
+            (item["file_key"], item["etag"]): item
+            for items in in_parallel(self._batch_get, chunks, workers=REQUEST_WORKERS)
+            for item in items
+        }
+
+    def _batch_get(self, versions: Sequence[tuple[str, str]]) -> list[dict[str, Any]]:
+        """One BatchGetItem of at most :data:`BATCH_GET_KEYS` versions; the keys DynamoDB leaves unprocessed are
+        asked again with exponential backoff. Raises if some remain after :data:`UNPROCESSED_ATTEMPTS` rounds."""
+        name = self.table.name
+        keys: list[dict[str, Any]] = [{"file_key": key, "etag": etag} for key, etag in versions]
+        items: list[dict[str, Any]] = []
+        for attempt in range(UNPROCESSED_ATTEMPTS):
+            if attempt:
+                time.sleep(UNPROCESSED_BACKOFF_SECONDS * 2 ** (attempt - 1))
+            response = self._client.batch_get_item(RequestItems={name: {"Keys": keys, "ConsistentRead": True}})
+            items.extend(response["Responses"].get(name, []))
+            keys = response.get("UnprocessedKeys", {}).get(name, {}).get("Keys", [])
+            if not keys:
+                return items
+        raise RuntimeError(f"DynamoDB left {len(keys)} key(s) of {name} unprocessed after {UNPROCESSED_ATTEMPTS} tries")
 
     def transition(self, key: str, etag: str, status: str, batch_id: str, **attributes: Any) -> None:
         """Set ``status`` (and attributes) on a file this batch holds; refuses files of another batch."""

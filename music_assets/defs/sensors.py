@@ -103,13 +103,7 @@ def plan_tick(
     The manifest is written before the claims, so a batch whose files are claimed always has one.
     """
     listing = list_raw_files(store, settings.raw_data_bucket)
-    fresh: list[ObjectInfo] = []
-    for key, info in sorted(listing.items()):
-        if cursor.get(key) == info.etag:
-            continue
-        item = tracker.get(key, info.etag) if layout.is_csv_key(key) else None
-        if item is None:
-            fresh.append(info)
+    fresh = _fresh_versions(listing, tracker, cursor)
     # From the tracker, not the listing: an interrupted batch may have moved its files out of raw already.
     unfinished = {
         batch: [key for key, _ in versions]
@@ -160,6 +154,16 @@ def plan_tick(
         waiting=len(later),
         taken=len(claim.taken),
     )
+
+
+def _fresh_versions(
+    listing: Mapping[str, ObjectInfo], tracker: FileTracker, cursor: Mapping[str, str]
+) -> list[ObjectInfo]:
+    """The listed versions, in key order, that the cursor does not vouch for and the tracker does not know
+    (non-CSV keys are never tracked, so they are always fresh)."""
+    unvouched = [info for key, info in sorted(listing.items()) if cursor.get(key) != info.etag]
+    known = tracker.get_many((info.key, info.etag) for info in unvouched if layout.is_csv_key(info.key))
+    return [info for info in unvouched if (info.key, info.etag) not in known]
 
 
 def _run_key(context: SensorEvaluationContext, plan: TickPlan) -> str:

@@ -123,6 +123,26 @@ def test_a_batch_holds_at_most_max_files_per_batch_and_the_rest_wait(lake: Lake)
     assert len(lake.tracker_items()) == 3
 
 
+def test_without_a_cursor_the_tracker_decides_for_many_keys_which_versions_are_new(lake: Lake) -> None:
+    keys = [f"streams/s{i:03d}.csv" for i in range(230)]  # more keys than one BatchGetItem reads
+    etags = {key: lake.put(key, STREAMS_CSV) for key in keys}
+    known = keys[::7]
+    assert not lake.tracker.claim([(key, etags[key]) for key in known], "batch-done").taken
+    for key in known:
+        lake.tracker.transition(key, etags[key], "ARCHIVED", "batch-done")
+
+    result = lake.tick()
+
+    (request,) = result.run_requests or []
+    batch_id = str(request.partition_key)
+    assert [f.key for f in manifest_of(lake, batch_id).files] == [key for key in keys if key not in known]
+    assert json.loads(result.cursor or "") == etags
+    items = lake.tracker_items()
+    assert {key: items[(key, etag)]["batch_id"] for key, etag in etags.items()} == {
+        key: "batch-done" if key in known else batch_id for key in etags
+    }
+
+
 def test_new_files_wait_while_a_batch_run_is_unfinished(lake: Lake) -> None:
     lake.put("songs/songs.csv", SONGS_CSV)
     create_run_for_test(lake.instance, job_name=BATCH_PIPELINE_JOB_NAME, status=DagsterRunStatus.STARTED)
