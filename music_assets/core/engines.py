@@ -29,6 +29,10 @@ class Engine(ABC):
         """Compute ``sql`` once and keep the result as table ``name`` for later queries."""
 
     @abstractmethod
+    def register_view(self, name: str, sql: str) -> None:
+        """Expose ``sql`` as table ``name``, computed again by every query that reads it."""
+
+    @abstractmethod
     def query(self, sql: str) -> pa.Table:
         """Run ``sql`` and return its (small) result."""
 
@@ -94,6 +98,11 @@ class DuckDBEngine(Engine):
         self._con.execute(f'CREATE TEMP TABLE "{name}" AS {self.transpile(sql)}')
         self._objects[name] = "TABLE"
 
+    def register_view(self, name: str, sql: str) -> None:
+        self._drop(name)
+        self._con.execute(f'CREATE TEMP VIEW "{name}" AS {self.transpile(sql)}')
+        self._objects[name] = "VIEW"
+
     def query(self, sql: str) -> pa.Table:
         return self._con.sql(self.transpile(sql)).to_arrow_table()
 
@@ -144,6 +153,10 @@ class SparkEngine(Engine):
         frame = self._spark.sql(sql).cache()
         frame.count()
         frame.createOrReplaceTempView(name)
+        self._views.append(name)
+
+    def register_view(self, name: str, sql: str) -> None:
+        self._spark.sql(sql).createOrReplaceTempView(name)
         self._views.append(name)
 
     def query(self, sql: str) -> pa.Table:

@@ -1,9 +1,5 @@
--- K1 within the batch, K2, K4: each distinct (user_id, track_id, listen_time) once, with its
--- song (null when the track is unknown) and whether its user is known.
-WITH events AS (
-    SELECT DISTINCT user_id, track_id, listen_time
-    FROM batch_streams
-)
+-- K2, K4: the batch's distinct events (batch_event_keys) with their song (null when the track is
+-- unknown) and whether their user is known.
 SELECT
     events.user_id,
     events.track_id,
@@ -16,6 +12,6 @@ SELECT
     users.user_country,
     users.user_age,
     users.user_id IS NOT NULL AS known_user
-FROM events
+FROM batch_event_keys AS events
 LEFT JOIN reference_songs AS songs ON events.track_id = songs.track_id
 LEFT JOIN reference_users AS users ON events.user_id = users.user_id
