@@ -50,6 +50,15 @@ class Engine(ABC):
         self.close()
 
 
+PARTITIONED_WRITE_CONFIG = {
+    "partitioned_write_flush_threshold": 8192,
+    "partitioned_write_max_open_files": 512,
+}
+"""DuckDB buffers a partition's rows until this many, then writes them as a row group: with the default
+(524,288) a batch's whole output sat in memory and spilled. Up to 512 partitions keep their file open, so
+each gets one file (above that DuckDB closes files and a partition may get several)."""
+
+
 class DuckDBEngine(Engine):
     """In-process DuckDB; the Spark SQL is transpiled with sqlglot.
 
@@ -63,7 +72,12 @@ class DuckDBEngine(Engine):
 
         self._spill_dir = tempfile.mkdtemp(prefix="duckdb-spill-")
         self._con = duckdb.connect(
-            config={"preserve_insertion_order": False, "memory_limit": memory_limit, "temp_directory": self._spill_dir}
+            config={
+                "preserve_insertion_order": False,
+                "memory_limit": memory_limit,
+                "temp_directory": self._spill_dir,
+                **PARTITIONED_WRITE_CONFIG,
+            }
         )
         self._objects: dict[str, str] = {}
         if threads:
