@@ -7,7 +7,7 @@ from dataclasses import dataclass, fields, replace
 from typing import Mapping
 
 ENGINES = ("duckdb", "spark")
-DEFAULT_DUCKDB_MEMORY_LIMIT = "2GB"
+DEFAULT_DUCKDB_MEMORY_LIMIT = "1.5GB"
 
 
 class SettingsError(ValueError):
