@@ -27,7 +27,7 @@ class Settings:
     s3_endpoint_url: str | None = None
     dynamodb_endpoint_url: str | None = None
     engine: str = "duckdb"
-    chunk_size_bytes: int = 4 * 1024 * 1024
+    chunk_size_bytes: int = 2 * 1024 * 1024
     max_rejected_row_ratio: float = 0.05
     max_files_per_batch: int = 500
     max_decompressed_bytes: int = 20 * 1024**3
