@@ -209,6 +209,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
         result = audit(
             S3Store(s3_client(settings)), settings, engine,
             dynamodb.Table(settings.file_tracker_table_name), dynamodb.Table(settings.dynamodb_table_name),
+            settled=args.settled,
         )
     print("audit: " + ", ".join(f"{name} {count}" for name, count in sorted(result.counts.items())))
     for line in result.in_flight:
@@ -282,6 +283,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     audit = commands.add_parser("audit", help="check that every file and row is accounted for and KPIs are exact")
     audit.add_argument("--engine", choices=("duckdb", "spark"), default=None)
+    audit.add_argument(
+        "--settled", action="store_true",
+        help="no run is under way (sensor stopped, no DAG run active): every file not finished is reported as stuck",
+    )
     audit.set_defaults(handler=cmd_audit)
 
     export = commands.add_parser("export", help="render the MWAA DAG, Glue jobs and deploy bundle from the assets")

@@ -12,6 +12,7 @@ from music_assets.core.settings import Settings
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 os.environ.setdefault("AWS_REQUEST_CHECKSUM_CALCULATION", "when_required")
 os.environ.setdefault("AWS_RESPONSE_CHECKSUM_VALIDATION", "when_required")
+os.environ.setdefault("STEP_RETRY_DELAY_SECONDS", "0")  # Dagster retries a failed step at once in tests
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -12,8 +12,9 @@ What is checked (each failure is one line in ``violations``):
   the valid rows; processed data only comes from batches whose validation passed;
 * KPIs: the stored items equal a recomputation from all processed data.
 
-Versions that are claimed but not finished are listed in ``in_flight`` (not a violation by itself: a
-run may be under way; after the runs settle it must be empty). A version that is done and whose
+Versions that are claimed but not finished (or FAILED) are listed in ``in_flight``: not a violation while a run
+may be under way, but once the runs have settled (``settled=True``, the CLI's ``--settled``) each is a stuck file,
+named as a violation with its batch and error. A version that is done and whose
 identical bytes were uploaded again afterwards is listed in ``ignored``: the pipeline never processes
 a version twice.
 """
@@ -35,7 +36,10 @@ from .kpis import export_from_items, to_dynamodb_items
 from .pipeline import PROCEED_STATUSES, compute_daily_kpis
 from .settings import Settings
 from .storage import ObjectInfo, ObjectStore
-from .tracker import ARCHIVED, QUARANTINED, FileTracker
+from .status import FileStatus
+from .tracker import FileTracker
+
+ARCHIVED, QUARANTINED = FileStatus.ARCHIVED, FileStatus.QUARANTINED
 from .validation import ACCEPTED
 
 ARCHIVE_PREFIX = "archive/"
@@ -98,6 +102,7 @@ def _check_files(
     uploaded: Iterable[Version] | None,
     reports: dict[str, dict[str, Any]],
     result: AuditResult,
+    settled: bool,
 ) -> None:
     raw = {info.key: info for info in store.list(settings.raw_data_bucket)}
     items = tracker.items()
@@ -140,6 +145,9 @@ def _check_files(
             result.in_flight.append(f"{key} ({etag}) is {status} in batch {batch}")
             if where:
                 result.in_flight[-1] += f" (already copied to {', '.join(where)})"
+            if settled:
+                error = f": {item['error']}" if item.get("error") else ""
+                result.violations.append(f"stuck: {result.in_flight[-1]} though no run is under way{error}")
     tracked = {(i["file_key"], i["etag"]) for i in items}
     result.counts["pending_raw_objects"] = sum(
         1 for key, info in raw.items()
@@ -269,15 +277,17 @@ def audit(
     kpi_table: Any,
     *,
     uploaded: Iterable[Version] | None = None,
+    settled: bool = False,
 ) -> AuditResult:
     """Check the whole accounting invariant against the buckets and tables of ``settings``.
 
     ``uploaded``: the (key, ETag) of every raw version the caller knows was uploaded (a test's record, an
-    S3 inventory): each must be tracked, or still wait in the raw bucket.
+    S3 inventory): each must be tracked, or still wait in the raw bucket. ``settled``: no run is under way, so
+    a version not finished is stuck (a violation).
     """
     result = AuditResult()
     reports = _load_reports(store, settings)
-    _check_files(store, settings, FileTracker(tracker_table), uploaded, reports, result)
+    _check_files(store, settings, FileTracker(tracker_table), uploaded, reports, result, settled)
     _check_reports(store, settings, reports, result)
     _check_kpis(store, settings, engine, kpi_table, reports, result)
     return result

@@ -85,6 +85,7 @@ def run_dry(
     store = LocalStore({settings.raw_data_bucket: inputs, **outputs})
     batch_id = batch_id or layout.make_batch_id("dry-run", datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ"))
     manifest = plan_batch(batch_id, settings.raw_data_bucket, store.list(settings.raw_data_bucket))
+    store.put_json(settings.processed_bucket, layout.manifest_key(batch_id), manifest.to_dict())
     report = validate_batch(store, settings, manifest, keep_raw=True, progress=progress)
     processing = kpis = None
     items: list[dict[str, Any]] = []

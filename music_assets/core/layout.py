@@ -87,9 +87,15 @@ def report_key(batch_id: str) -> str:
     return f"validation_results/batch_id={check_batch_id(batch_id)}/validation_report.json"
 
 
-def processing_key(batch_id: str) -> str:
-    """Where the ETL job records what it processed (the event dates) for the KPI and archive steps."""
-    return f"validation_results/batch_id={check_batch_id(batch_id)}/processing.json"
+BATCHES_PREFIX = "batches/"
+
+
+def batch_document_key(batch_id: str) -> str:
+    """Where a batch's state across its steps lives (``core.batch_document``)."""
+    return f"{BATCHES_PREFIX}batch_id={check_batch_id(batch_id)}/batch.json"
+
+
+RESUME_QUEUE_KEY = f"{BATCHES_PREFIX}resume_queue.json"
 
 
 def quarantine_key(batch_id: str, raw_key: str) -> str:

@@ -23,15 +23,21 @@ from .kpis import DailyKpis, assemble_kpis, to_dynamodb_items
 from .parallel import in_parallel
 from .settings import Settings
 from .sql import render
+from .status import BatchFailure, BatchStatus
 from .storage import TRANSFER_WORKERS, ObjectInfo, ObjectStore
 from .validation import ACCEPTED, RULE_MESSAGES, FileValidation, validate_file
 
 REPORT_VERSION = 1
-PASSED = "PASSED"
-PASSED_WITH_QUARANTINE = "PASSED_WITH_QUARANTINE"
-FAILED = "FAILED"
-NO_NEW_FILES = "NO_NEW_FILES"
-PROCEED_STATUSES = (PASSED, PASSED_WITH_QUARANTINE)
+PASSED = BatchStatus.PASSED
+PASSED_WITH_QUARANTINE = BatchStatus.PASSED_WITH_QUARANTINE
+FAILED = BatchStatus.FAILED
+NO_NEW_FILES = BatchStatus.NO_NEW_FILES
+PROCEED_STATUSES = tuple(status for status in BatchStatus if status.proceeds)
+FAILURE_MESSAGES = {
+    BatchFailure.NO_VALID_FILE: "no valid file remains: every file of the batch was quarantined",
+    BatchFailure.NO_SONGS_REFERENCE: "stream events arrived but there is no songs reference: upload a songs file "
+    "first (the batch is resumed on its own once a songs file has been processed)",
+}
 DATASET_ORDER = {"songs": 0, "users": 1, "streams": 2}
 PROCESSED_PARTITIONS = ("date", "batch_id", "genre")
 BATCH_EVENT_COUNTS = ("distinct_events", "unknown_track_events", "unknown_user_events", "processed_events")
@@ -51,6 +57,7 @@ class RawFile:
     etag: str
     size: int
     dataset: str
+    last_modified: str = ""
 
 
 @dataclass
@@ -88,24 +95,29 @@ def plan_batch(batch_id: str, raw_bucket: str, objects: Iterable[ObjectInfo]) ->
         elif not layout.is_csv_key(info.key):
             skipped.append({"key": info.key, "reason": "not a .csv or .csv.gz file"})
         else:
-            files.append(RawFile(info.key, info.etag, info.size, dataset))
+            files.append(RawFile(info.key, info.etag, info.size, dataset, info.last_modified or ""))
     files.sort(key=lambda f: (DATASET_ORDER[f.dataset], f.key))
     return Manifest(batch_id=batch_id, raw_bucket=raw_bucket, files=files, skipped=skipped)
 
 
-def overall_status(files: list[dict[str, Any]], songs_available: bool) -> tuple[str, list[str]]:
+def overall_status(files: list[dict[str, Any]], songs_available: bool) -> tuple[BatchStatus, list[BatchFailure]]:
     """V6: the batch status and, when FAILED, why."""
     if not files:
         return NO_NEW_FILES, []
     accepted = [f for f in files if f["status"] == ACCEPTED]
     if not accepted:
-        return FAILED, ["no valid file remains: every file of the batch was quarantined"]
+        return FAILED, [BatchFailure.NO_VALID_FILE]
     has_events = any(f["dataset"] == "streams" and f["valid_rows"] > 0 for f in accepted)
     if has_events and not songs_available:
-        return FAILED, ["stream events arrived but there is no songs reference: upload a songs file first"]
+        return FAILED, [BatchFailure.NO_SONGS_REFERENCE]
     if len(accepted) < len(files):
         return PASSED_WITH_QUARANTINE, []
     return PASSED, []
+
+
+def songs_reference_exists(store: ObjectStore, settings: Settings) -> bool:
+    """A songs snapshot has been stored by an earlier batch."""
+    return any(True for _ in store.list(settings.processed_bucket, layout.reference_prefix("songs")))
 
 
 def validate_batch(
@@ -120,10 +132,9 @@ def validate_batch(
 
     Accepted files: typed valid rows to staging, rejected rows to quarantine. Invalid files:
     copied to quarantine with a ``.error.json`` and removed from raw (kept with ``keep_raw``,
-    as in a dry run). Returns the report.
+    as in a dry run). Returns the report. The manifest is the caller's to store (``orchestration.open_batch``).
     """
     batch_id = layout.check_batch_id(manifest.batch_id)
-    store.put_json(settings.processed_bucket, layout.manifest_key(batch_id), manifest.to_dict())
     entries: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="validate-") as scratch:
         for seq, raw in enumerate(manifest.files):
@@ -132,15 +143,16 @@ def validate_batch(
             entries.append(_validate_one(store, settings, manifest, seq, raw, Path(scratch), keep_raw))
     songs_available = any(
         e["dataset"] == "songs" and e["status"] == ACCEPTED and e["valid_rows"] > 0 for e in entries
-    ) or any(True for _ in store.list(settings.processed_bucket, layout.reference_prefix("songs")))
-    status, failure_reasons = overall_status(entries, songs_available)
+    ) or songs_reference_exists(store, settings)
+    status, failures = overall_status(entries, songs_available)
     report = {
         "report_version": REPORT_VERSION,
         "batch_id": batch_id,
-        "overall_status": status,
+        "overall_status": status.value,
         "generated_at": _now(),
         "raw_bucket": manifest.raw_bucket,
-        "failure_reasons": failure_reasons,
+        "failure_reasons": [FAILURE_MESSAGES[code] for code in failures],
+        "failure_codes": [code.value for code in failures],
         "summary": _summary(entries),
         "files": entries,
         "skipped_files": manifest.skipped,

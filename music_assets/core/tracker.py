@@ -1,7 +1,7 @@
 """The file tracker of DESIGN §3: one item per raw object version, claimed with conditional writes.
 
-Status moves ``CLAIMED → VALIDATED | QUARANTINED → PROCESSED → ARCHIVED`` (or ``FAILED``);
-two batches never take the same file version.
+Status moves ``CLAIMED → VALIDATED | QUARANTINED → PROCESSED → ARCHIVED`` (or ``FAILED``), forward only
+(:data:`~music_assets.core.status.ADVANCES_FROM`); two batches never take the same file version.
 """
 
 from __future__ import annotations
@@ -14,17 +14,9 @@ from typing import Any, Iterable, Mapping, Sequence
 from botocore.exceptions import ClientError
 
 from .parallel import in_parallel
+from .status import ADVANCES_FROM, FileStatus
 
-CLAIMED = "CLAIMED"
-VALIDATED = "VALIDATED"
-QUARANTINED = "QUARANTINED"
-PROCESSED = "PROCESSED"
-ARCHIVED = "ARCHIVED"
-FAILED = "FAILED"
-TERMINAL = (ARCHIVED, QUARANTINED)
-#: A batch whose files are in one of these states was started and has not finished: its run died (or
-#: never started). FAILED is not among them: a failed batch waits for an operator's re-execution.
-UNFINISHED = (CLAIMED, VALIDATED, PROCESSED)
+UNFINISHED = tuple(status for status in FileStatus if status.unfinished)
 #: DynamoDB's cap on the keys of one BatchGetItem.
 BATCH_GET_KEYS = 100
 #: How many requests one ``get_many`` or ``claim`` has in flight at once (on the embedded server with two
@@ -49,7 +41,7 @@ class ClaimResult:
 class FileTracker:
     """Wraps the tracker table (a boto3 DynamoDB ``Table``).
 
-    Concurrent requests go through the table's client (boto3 clients are thread-safe, resources are not).
+    Requests go through the table's client (thread-safe, unlike resources; it takes plain Python values).
     """
 
     def __init__(self, table: Any) -> None:
@@ -87,11 +79,11 @@ class FileTracker:
         try:
             self._client.put_item(
                 TableName=self.table.name,
-                Item={"file_key": key, "etag": etag, "status": CLAIMED, "batch_id": batch_id, "claimed_at": _now(),
+                Item={"file_key": key, "etag": etag, "status": FileStatus.CLAIMED.value, "batch_id": batch_id, "claimed_at": _now(),
                       "updated_at": _now(), **extra},
                 ConditionExpression="attribute_not_exists(file_key) OR (batch_id = :batch AND #s = :claimed)",
                 ExpressionAttributeNames={"#s": "status"},
-                ExpressionAttributeValues={":batch": batch_id, ":claimed": CLAIMED},
+                ExpressionAttributeValues={":batch": batch_id, ":claimed": FileStatus.CLAIMED.value},
             )
             return batch_id
         except ClientError as exc:
@@ -131,22 +123,32 @@ class FileTracker:
                 return items
         raise RuntimeError(f"DynamoDB left {len(keys)} key(s) of {name} unprocessed after {UNPROCESSED_ATTEMPTS} tries")
 
-    def transition(self, key: str, etag: str, status: str, batch_id: str, **attributes: Any) -> None:
-        """Set ``status`` (and attributes) on a file this batch holds; refuses files of another batch."""
+    def advance(self, key: str, etag: str, status: FileStatus, batch_id: str, **attributes: Any) -> bool:
+        """Move a version this batch holds forward to ``status`` (with ``attributes``), only from the statuses
+        :data:`ADVANCES_FROM` allows; returns False (and changes nothing) when the version is elsewhere."""
+        sources = ADVANCES_FROM[status]
         names = {"#s": "status", "#u": "updated_at"}
-        values: dict[str, Any] = {":status": status, ":now": _now(), ":batch": batch_id}
+        values: dict[str, Any] = {":status": status.value, ":now": _now(), ":batch": batch_id}
+        values.update({f":from{index}": source.value for index, source in enumerate(sources)})
         sets = ["#s = :status", "#u = :now"]
         for index, (name, value) in enumerate(sorted(attributes.items())):
             names[f"#a{index}"] = name
             values[f":a{index}"] = value
             sets.append(f"#a{index} = :a{index}")
-        self.table.update_item(
-            Key={"file_key": key, "etag": etag},
-            UpdateExpression="SET " + ", ".join(sets),
-            ConditionExpression="batch_id = :batch",
-            ExpressionAttributeNames=names,
-            ExpressionAttributeValues=values,
-        )
+        try:
+            self._client.update_item(
+                TableName=self.table.name,
+                Key={"file_key": key, "etag": etag},
+                UpdateExpression="SET " + ", ".join(sets),
+                ConditionExpression=f"batch_id = :batch AND #s IN ({', '.join(f':from{i}' for i in range(len(sources)))})",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
 
     def known_versions(self) -> set[tuple[str, str]]:
         """Every (key, etag) the tracker has seen, whatever its status."""
@@ -159,10 +161,10 @@ class FileTracker:
                 return versions
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
-    def unfinished(self) -> dict[str, list[tuple[str, str]]]:
-        """batch id → its file versions in an UNFINISHED state (one scan of the table)."""
-        batches: dict[str, list[tuple[str, str]]] = {}
-        values = {f":s{i}": status for i, status in enumerate(UNFINISHED)}
+    def held(self, statuses: Sequence[FileStatus] = UNFINISHED) -> dict[str, list[tuple[tuple[str, str], str]]]:
+        """batch id → its (file version, status) in one of ``statuses`` (one scan of the table)."""
+        batches: dict[str, list[tuple[tuple[str, str], str]]] = {}
+        values = {f":s{i}": status.value for i, status in enumerate(statuses)}
         kwargs: dict[str, Any] = {
             "FilterExpression": f"#s IN ({', '.join(values)})",
             "ProjectionExpression": "file_key, etag, batch_id, #s",
@@ -172,7 +174,7 @@ class FileTracker:
         while True:
             page = self.table.scan(**kwargs)
             for item in page.get("Items", []):
-                batches.setdefault(str(item["batch_id"]), []).append((item["file_key"], item["etag"]))
+                batches.setdefault(str(item["batch_id"]), []).append(((item["file_key"], item["etag"]), item["status"]))
             if "LastEvaluatedKey" not in page:
                 return batches
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
@@ -186,3 +188,4 @@ class FileTracker:
             if "LastEvaluatedKey" not in page:
                 return items
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+

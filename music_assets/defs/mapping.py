@@ -6,7 +6,10 @@ is the one place where the Dagster graph is tied to the generated DAG.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
+
+DEFAULT_LOCAL_RETRY_DELAY_SECONDS = 5.0
 
 MWAA_TASK_ID = "mwaa/task_id"
 MWAA_BRANCH = "mwaa/branch"
@@ -43,3 +46,18 @@ CHECK_VALIDATION_STATUS = AirflowTwin("check_validation_status", branch=True)
 REALTIME_ETL_PROCESSING = AirflowTwin("realtime_etl_processing", ETL_GLUE_JOB, "full_etl")
 WRITE_TO_DYNAMODB = AirflowTwin("write_to_dynamodb", ETL_GLUE_JOB, "dynamodb_only")
 ARCHIVE_PROCESSED_FILES = AirflowTwin("archive_processed_files", ETL_GLUE_JOB, "archiving_only")
+
+
+@dataclass(frozen=True)
+class StepRetries:
+    """How often a failed step is tried again: the DAG's ``retries``/``retry_delay`` and the Dagster job's
+    retry policy (the same count; locally a short delay instead of MWAA's five minutes)."""
+
+    retries: int = 2
+    dag_delay_minutes: int = 5
+    local_delay_seconds: float = field(
+        default_factory=lambda: float(os.environ.get("STEP_RETRY_DELAY_SECONDS", DEFAULT_LOCAL_RETRY_DELAY_SECONDS))
+    )
+
+
+STEP_RETRIES = StepRetries()

@@ -5,8 +5,9 @@ sensor has dealt with to its ETag, so it stays as small as the raw bucket (archi
 quarantined keys vanish from it) and a re-upload with new content is a new version. The file
 tracker is the durable record: a version it already knows is never claimed again, whatever the
 cursor says. A batch with files still CLAIMED, VALIDATED or PROCESSED while no run is unfinished
-was interrupted (a tick that died after claiming, a run whose process died at any step): it is
-requested again before any new file is claimed, under its batch id as run key the first time and
+was interrupted (a tick that died after claiming, a run whose process died or gave up at any step), and a batch
+FAILED for want of songs can go on once songs exist: the core's ``resume_queue`` (the same on MWAA) says which
+batch to request again before any new file is claimed, under its batch id as run key the first time and
 ``{batch id}-resume-{n}`` once runs of it exist (the daemon never launches a run key twice).
 """
 
@@ -28,17 +29,23 @@ from dagster import (
 
 from music_assets.core import layout
 from music_assets.core.aws import StorageMissingError, explain_missing_storage
-from music_assets.core.pipeline import DATASET_ORDER, plan_batch
-from music_assets.core.settings import Settings
-from music_assets.core.storage import ObjectInfo, ObjectStore
+from music_assets.core.orchestration import (
+    BatchServices,
+    discard_empty_batch,
+    list_raw_objects,
+    open_batch,
+    resume_queue,
+    untracked,
+)
+from music_assets.core.pipeline import DATASET_ORDER
+from music_assets.core.storage import ObjectInfo
 from music_assets.core.tracker import FileTracker
 
 from .jobs import BATCH_PIPELINE_JOB_NAME, batch_pipeline_job
 from .partitions import batch_partitions
-from .resources import DynamoDBResource, PipelineS3Resource, PipelineSettings
+from .resources import CloudWatchResource, DynamoDBResource, PipelineS3Resource, PipelineSettings
 
 MINIMUM_INTERVAL_SECONDS = 15
-MAX_RUNS_PER_BATCH = 4  # the first run and three resumes; then an operator looks
 BATCH_ID_PREFIX = "batch"
 UNFINISHED_RUN_STATUSES = [
     DagsterRunStatus.QUEUED,
@@ -71,16 +78,6 @@ class TickPlan:
         return f"batch {self.batch_id} {what} ({self.files} file(s){extra})"
 
 
-def list_raw_files(store: ObjectStore, bucket: str) -> dict[str, ObjectInfo]:
-    """One listing per dataset prefix; folder markers (keys ending in '/') are not files."""
-    return {
-        info.key: info
-        for dataset in layout.DATASETS
-        for info in store.list(bucket, f"{dataset}/")
-        if not info.key.endswith("/")
-    }
-
-
 def batch_id_for(objects: Iterable[ObjectInfo]) -> str:
     """A deterministic batch id from the file versions: the same versions always give the same id."""
     lines = sorted(f"{info.key}\0{info.etag}" for info in objects)
@@ -89,81 +86,52 @@ def batch_id_for(objects: Iterable[ObjectInfo]) -> str:
 
 
 def plan_tick(
-    store: ObjectStore,
-    tracker: FileTracker,
-    settings: Settings,
+    services: BatchServices,
     cursor: Mapping[str, str],
     has_run: Callable[[str], bool] = lambda batch_id: False,
 ) -> TickPlan:
-    """List the raw bucket, find the versions not yet dealt with, and claim the next batch of them.
+    """List the raw bucket, find the versions not yet dealt with, and open the next batch of them.
 
-    An interrupted batch comes first: one whose files are CLAIMED, VALIDATED or PROCESSED and which either
-    ``has_run`` (a run of it exists and, as the sensor checks first, none is unfinished: it died) or is not
-    vouched for by the cursor (the tick that claimed it died, or the runner starts without a cursor).
-    The manifest is written before the claims, so a batch whose files are claimed always has one.
+    A batch to resume comes first (core ``resume_queue``): its run ended (``has_run``: a run of it exists and,
+    as the sensor checks first, none is unfinished) or the cursor does not vouch for it (the tick that claimed
+    it died, or the runner starts without a cursor).
     """
-    listing = list_raw_files(store, settings.raw_data_bucket)
-    fresh = _fresh_versions(listing, tracker, cursor)
-    # From the tracker, not the listing: an interrupted batch may have moved its files out of raw already.
-    unfinished = {
-        batch: [key for key, _ in versions]
-        for batch, versions in tracker.unfinished().items()
-        if any(cursor.get(key) != etag for key, etag in versions) or has_run(batch)
-    }
-
-    if unfinished:
-        # Batches bringing songs or users first (a streams-only batch before its songs would fail V6).
-        batch_id = min(unfinished, key=lambda b: (min(DATASET_ORDER.get(str(layout.dataset_of_key(k)), 9)
-                                                      for k in unfinished[b]), b))
-        waiting = {info.key for info in fresh} | {
-            key for other, keys in unfinished.items() if other != batch_id for key in keys if key in listing
-        }
+    settings = services.settings
+    listing = list_raw_objects(services.store, settings)
+    fresh = untracked(services.tracker, [info for key, info in listing.items() if cursor.get(key) != info.etag])
+    scan = resume_queue(
+        services,
+        settled=lambda batch, versions: has_run(batch) or any(cursor.get(key) != etag for key, etag in versions),
+        limit=1,
+    )
+    held_keys = {key for versions in scan.held.values() for key, _ in versions if key in listing}
+    if scan.queue:
+        batch_id = scan.queue[0]
+        waiting = {info.key for info in fresh} | held_keys
         return TickPlan(
-            _next_cursor(listing, waiting), batch_id, files=len(unfinished[batch_id]), waiting=len(waiting),
+            _next_cursor(listing, waiting), batch_id, files=len(scan.held.get(batch_id, [])), waiting=len(fresh),
             resumed=True,
         )
-
-    csv_files = sorted(
-        (info for info in fresh if layout.is_csv_key(info.key)),
-        key=lambda info: (DATASET_ORDER[str(layout.dataset_of_key(info.key))], info.key),
-    )
-    chosen, later = csv_files[: settings.max_files_per_batch], csv_files[settings.max_files_per_batch :]
+    csv_files = [info for info in fresh if layout.is_csv_key(info.key)]
+    ordered = sorted(csv_files, key=lambda info: (DATASET_ORDER[str(layout.dataset_of_key(info.key))], info.key))
+    chosen, later = ordered[: settings.max_files_per_batch], ordered[settings.max_files_per_batch :]
     not_csv = [info for info in fresh if not layout.is_csv_key(info.key)]
     cursor_after = _next_cursor(listing, {info.key for info in later})
     if not chosen and not not_csv:
         return TickPlan(cursor_after)
-
     batch_id = batch_id_for(chosen + not_csv)
-    manifest = plan_batch(batch_id, settings.raw_data_bucket, chosen + not_csv)
-    manifest_key = layout.manifest_key(batch_id)
-    store.put_json(settings.processed_bucket, manifest_key, manifest.to_dict())
-    modified = {(info.key, info.etag): info.last_modified for info in chosen}
-    claim = tracker.claim([(f.key, f.etag) for f in manifest.files], batch_id, modified)
-    if claim.taken:
-        held = set(claim.claimed)
-        manifest.files = [f for f in manifest.files if (f.key, f.etag) in held]
-        if not manifest.files and not manifest.skipped:
-            store.delete(settings.processed_bucket, manifest_key)
-            return TickPlan(cursor_after, taken=len(claim.taken))
-        store.put_json(settings.processed_bucket, manifest_key, manifest.to_dict())
+    manifest = open_batch(services, batch_id, chosen + not_csv)
+    taken = sum(1 for entry in manifest.skipped if "is held by batch" in entry["reason"])
+    if discard_empty_batch(services, manifest):
+        return TickPlan(cursor_after, taken=taken)
     return TickPlan(
         cursor_after,
         batch_id,
         files=len(manifest.files),
-        skipped=len(manifest.skipped),
+        skipped=len(manifest.skipped) - taken,
         waiting=len(later),
-        taken=len(claim.taken),
+        taken=taken,
     )
-
-
-def _fresh_versions(
-    listing: Mapping[str, ObjectInfo], tracker: FileTracker, cursor: Mapping[str, str]
-) -> list[ObjectInfo]:
-    """The listed versions, in key order, that the cursor does not vouch for and the tracker does not know
-    (non-CSV keys are never tracked, so they are always fresh)."""
-    unvouched = [info for key, info in sorted(listing.items()) if cursor.get(key) != info.etag]
-    known = tracker.get_many((info.key, info.etag) for info in unvouched if layout.is_csv_key(info.key))
-    return [info for info in unvouched if (info.key, info.etag) not in known]
 
 
 def _run_key(context: SensorEvaluationContext, plan: TickPlan) -> str:
@@ -198,6 +166,7 @@ def raw_bucket_sensor(
     settings: PipelineSettings,
     s3: PipelineS3Resource,
     dynamodb: DynamoDBResource,
+    cloudwatch: CloudWatchResource,
 ) -> SensorResult:
     unfinished = context.instance.get_runs(
         filters=RunsFilter(job_name=BATCH_PIPELINE_JOB_NAME, statuses=UNFINISHED_RUN_STATUSES), limit=1
@@ -208,10 +177,17 @@ def raw_bucket_sensor(
             "terminate the run in the UI: its batch is then resumed)"
         )
     core_settings = settings.to_settings()
-    tracker = FileTracker(dynamodb.table(core_settings.file_tracker_table_name))
+    services = BatchServices(
+        settings=core_settings,
+        store=s3.store(),
+        tracker=FileTracker(dynamodb.table(core_settings.file_tracker_table_name)),
+        kpi_table=dynamodb.table(core_settings.dynamodb_table_name),
+        cloudwatch=cloudwatch.get_client(),
+        log=context.log.info,
+    )
     cursor = json.loads(context.cursor) if context.cursor else {}
     try:
-        plan = plan_tick(s3.store(), tracker, core_settings, cursor, lambda batch_id: _runs_of(context, batch_id) > 0)
+        plan = plan_tick(services, cursor, lambda batch_id: _runs_of(context, batch_id) > 0)
     except ClientError as exc:
         explained = explain_missing_storage(exc, s3.endpoint_url or dynamodb.endpoint_url)
         if explained:
@@ -220,12 +196,6 @@ def raw_bucket_sensor(
     next_cursor = json.dumps(plan.cursor, sort_keys=True, separators=(",", ":"))
     if plan.batch_id is None:
         return SensorResult(skip_reason=plan.describe(), cursor=next_cursor)
-    if plan.resumed and _runs_of(context, plan.batch_id) >= MAX_RUNS_PER_BATCH:
-        return SensorResult(
-            skip_reason=f"batch {plan.batch_id} is still unfinished after {MAX_RUNS_PER_BATCH} runs; look at its last "
-            "run, fix the cause and re-execute it (new files wait)",
-            cursor=next_cursor,
-        )
     context.log.info(plan.describe())
     return SensorResult(
         run_requests=[RunRequest(run_key=_run_key(context, plan), partition_key=plan.batch_id)],

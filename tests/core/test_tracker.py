@@ -9,7 +9,10 @@ import pytest
 
 from music_assets.core import aws
 from music_assets.core.tables import file_tracker_table_definition
-from music_assets.core.tracker import ARCHIVED, BATCH_GET_KEYS, CLAIMED, VALIDATED, FileTracker
+from music_assets.core.status import FileStatus
+from music_assets.core.tracker import BATCH_GET_KEYS, FileTracker
+
+ARCHIVED, CLAIMED, VALIDATED = FileStatus.ARCHIVED, FileStatus.CLAIMED, FileStatus.VALIDATED
 
 
 @pytest.fixture
@@ -46,7 +49,7 @@ def test_a_claim_where_some_versions_are_held_claims_exactly_the_others(tracker:
 def test_a_retry_of_the_same_batch_keeps_its_claims_whatever_their_status(tracker: FileTracker) -> None:
     offered = versions(3)
     tracker.claim(offered, "batch-mine")
-    tracker.transition(*offered[0], VALIDATED, "batch-mine")
+    assert tracker.advance(*offered[0], VALIDATED, "batch-mine")
 
     result = tracker.claim(offered, "batch-mine")
 
@@ -58,7 +61,10 @@ def test_get_many_reads_more_than_one_request_holds_and_returns_only_known_versi
     offered = versions(2 * BATCH_GET_KEYS + 17)
     known = offered[::9]
     tracker.claim(known, "batch-known")
-    tracker.transition(*known[0], ARCHIVED, "batch-known")
+    tracker.table.update_item(
+        Key={"file_key": known[0][0], "etag": known[0][1]}, UpdateExpression="SET #s = :s",
+        ExpressionAttributeNames={"#s": "status"}, ExpressionAttributeValues={":s": "ARCHIVED"},
+    )
 
     found = tracker.get_many(offered + known)  # repeated versions are read once
 
@@ -79,3 +85,24 @@ def test_get_many_asks_again_for_the_keys_dynamodb_leaves_unprocessed(tracker: F
 
     assert set(tracker.get_many(big)) == set(big)
     assert len(requests) == 2
+
+
+def test_advance_moves_forward_only_and_only_for_the_holding_batch(tracker: FileTracker) -> None:
+    offered = versions(2)
+    tracker.claim(offered, "batch-mine")
+    first = offered[0]
+
+    assert not tracker.advance(*first, FileStatus.PROCESSED, "batch-mine")  # CLAIMED cannot skip validation
+    assert not tracker.advance(*first, VALIDATED, "batch-other")  # another batch never moves it
+    assert tracker.advance(*first, VALIDATED, "batch-mine", valid_rows=3)
+    assert tracker.advance(*first, FileStatus.PROCESSED, "batch-mine")
+    assert tracker.advance(*first, ARCHIVED, "batch-mine", archive_key="archive/x")
+    assert not tracker.advance(*first, FileStatus.PROCESSED, "batch-mine")  # a KPI rerun never moves it back
+    assert not tracker.advance(*first, FileStatus.FAILED, "batch-mine", error="late")  # nor does a failure
+    item = tracker.get(*first)
+    assert (item["status"], item["valid_rows"], item["archive_key"]) == (ARCHIVED, 3, "archive/x")
+
+    second = offered[1]
+    assert tracker.advance(*second, FileStatus.FAILED, "batch-mine", error="boom")
+    assert tracker.advance(*second, VALIDATED, "batch-mine")  # the batch resumes it
+    assert tracker.get(*second)["status"] == VALIDATED

@@ -12,6 +12,8 @@ from dagster import AssetCheckSeverity, AssetKey, DagsterInstance
 from dagster_pyspark import LazyPySparkResource
 from oracle.kpi_oracle import oracle_from_dir
 
+from music_assets.core.batch_document import BatchDocuments
+from music_assets.defs.mapping import STEP_RETRIES
 from music_assets.core import aws, layout
 from music_assets.core.engines import local_spark_conf
 from music_assets.core.sample_data import generate_dataset
@@ -226,7 +228,7 @@ def test_rerun_of_a_batch_changes_nothing(lake: Lake) -> None:
     assert latest_metadata(lake.instance, "archived_raw_files", str(first.batch_id))["archived_files"] == 3
 
 
-def test_unexpected_error_marks_the_files_failed_and_a_rerun_completes(
+def test_a_step_failing_every_retry_leaves_its_files_resumable_and_the_next_tick_completes_the_batch(
     lake: Lake, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     lake.put("songs/songs.csv", SONGS_CSV)
@@ -236,22 +238,21 @@ def test_unexpected_error_marks_the_files_failed_and_a_rerun_completes(
         raise RuntimeError("engine exploded")
 
     with monkeypatch.context() as patch:
-        patch.setattr("music_assets.defs.assets.processing.process_batch", broken)
+        patch.setattr("music_assets.core.orchestration.process_batch", broken)
         outcome = lake.run()
 
     assert not outcome.success and outcome.failed_steps == ["batch_processing"]
     assert outcome.error is not None and "engine exploded" in outcome.error
-    items = lake.tracker_items().values()
-    assert {item["status"] for item in items} == {"FAILED"}
-    assert all("RuntimeError: engine exploded" in item["error"] for item in items)
-    assert {("ETL/Metrics", "FailedFiles"), ("ETL/Metrics", "JobFailures")} <= published_metrics(lake)
-    assert lake.run().status == "NO_NEW_FILES"  # FAILED versions are known: only a re-execution retries them
+    assert {item["status"] for item in lake.tracker_items().values()} == {"VALIDATED"}  # unfinished: resumable
+    document = BatchDocuments(lake.store, lake.settings).load(str(outcome.batch_id))
+    assert document is not None
+    assert [failure.step for failure in document.failures] == ["process"] * (1 + STEP_RETRIES.retries)
+    assert all("RuntimeError: engine exploded" in failure.error for failure in document.failures)
+    assert ("ETL/Metrics", "JobFailures") in published_metrics(lake)
 
-    retry = lake.job().execute_in_process(
-        partition_key=str(outcome.batch_id), instance=lake.instance, raise_on_error=False
-    )
+    resumed = lake.run()  # the run ended, its files are unfinished: the sensor resumes the batch
 
-    assert retry.success
+    assert resumed.success and resumed.batch_id == outcome.batch_id
     assert {item["status"] for item in lake.tracker_items().values()} == {"ARCHIVED"}
     assert lake.kpi_export()["daily_genre_kpis"]
 

@@ -22,7 +22,7 @@ from music_assets.core.storage import ObjectInfo, S3Store
 from music_assets.core.tables import ensure_buckets, ensure_tables
 from music_assets.core.tracker import FileTracker
 
-SETTINGS_OPTIONS = validation_job.SETTINGS_OPTIONS
+from music_assets.core.glue_job import SETTINGS_OPTIONS  # noqa: E402
 _counter = itertools.count(1)
 
 

@@ -14,27 +14,28 @@ from glue.glue_harness import GlueWorld
 import glue_scripts.etl_streaming_pipeline_complete as etl_job
 import glue_scripts.music_streaming_validation as validation_job
 from music_assets.core import layout
+from music_assets.core.glue_job import SETTINGS_OPTIONS, EtlTask
 
-SHARED = ("JobInputError", "resolve_options", "settings_from_options", "publish_job_failure", "_start_glue_job",
-          "SETTINGS_OPTIONS")
-
-
-def _definitions(module: types.ModuleType) -> dict[str, str]:
-    source = Path(module.__file__).read_text(encoding="utf-8")
-    found = {}
-    for node in ast.parse(source).body:
-        names = [node.name] if isinstance(node, (ast.FunctionDef, ast.ClassDef)) else [
-            t.id for t in getattr(node, "targets", []) if isinstance(t, ast.Name)]
-        for name in names:
-            found[name] = ast.get_source_segment(source, node)
-    return found
+SCRIPTS = (validation_job, etl_job)
+MAX_SCRIPT_LINES = 60
 
 
-def test_the_helpers_both_scripts_carry_are_identical() -> None:
-    """Each script is deployed alone (core only besides), so the Glue plumbing is repeated: keep it equal."""
-    validation, etl = _definitions(validation_job), _definitions(etl_job)
-    for name in SHARED:
-        assert validation[name] == etl[name], f"{name} differs between the two Glue scripts"
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda m: m.__name__.rsplit(".", 1)[-1])
+def test_each_glue_script_is_option_declarations_and_one_core_call(script: types.ModuleType) -> None:
+    """The Glue plumbing and the steps live once, in the core zip: a script only declares what it reads."""
+    source = Path(script.__file__).read_text(encoding="utf-8")
+    tree = ast.parse(source)
+    functions = [node.name for node in tree.body if isinstance(node, (ast.FunctionDef, ast.ClassDef))]
+    imports = {node.module for node in tree.body if isinstance(node, ast.ImportFrom)}
+
+    assert len(source.splitlines()) <= MAX_SCRIPT_LINES
+    assert functions == ["main"]
+    assert imports <= {"__future__", "typing", "music_assets.core.glue_job"}
+    assert set(SETTINGS_OPTIONS) <= set(script.OPTIONAL_OPTIONS)
+
+
+def test_the_etl_scripts_task_types_are_the_cores_in_dag_order() -> None:
+    assert etl_job.TASK_TYPES == tuple(task.value for task in EtlTask)
 
 
 class FakeGlue:
@@ -89,12 +90,12 @@ class RecordingSpark:
 def test_in_glue_options_come_from_get_resolved_options_and_the_job_is_committed(
     world: GlueWorld, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    glue = FakeGlue(spark=None)
+    glue = FakeGlue(spark=RecordingSpark())
     glue.install(monkeypatch)
 
     assert world.validate("batch-glue", JOB_NAME="music_streaming_validation") == 0
 
-    assert glue.resolved == [["JOB_NAME", "batch_id", *validation_job.SETTINGS_OPTIONS]]
+    assert glue.resolved == [["JOB_NAME", "batch_id", *SETTINGS_OPTIONS]]
     assert [event for event, _ in glue.events] == ["job", "init", "commit"]
     report = world.store.get_json(world.settings.processed_bucket, layout.report_key("batch-glue"))
     assert report["overall_status"] == "NO_NEW_FILES"
@@ -109,7 +110,7 @@ def test_in_glue_the_etl_job_sets_the_sql_conf_on_glues_session_and_commits_only
 
     assert world.etl("batch-glue", "archiving_only", None, JOB_NAME="etl", processing_date="2024-07-01") == 2
 
-    assert glue.resolved == [["JOB_NAME", "batch_id", "task_type", *etl_job.SETTINGS_OPTIONS, "processing_date"]]
+    assert glue.resolved == [["JOB_NAME", "batch_id", "task_type", *SETTINGS_OPTIONS, "processing_date"]]
     assert spark.conf.values["spark.sql.session.timeZone"] == "UTC"
     assert spark.conf.values["spark.sql.parquet.outputTimestampType"] == "TIMESTAMP_MICROS"
     assert all(key.startswith("spark.sql.") for key in spark.conf.values)

@@ -17,11 +17,13 @@ from glue.glue_harness import GlueWorld
 
 from music_assets.core import aws, layout
 from music_assets.core.audit import audit
+from music_assets.core.batch_document import BatchDocuments, ProcessingSummary
 from music_assets.core.dry_run import discover_inputs
 from music_assets.core.engines import DuckDBEngine
 from music_assets.core.kpis import export_from_items, to_dynamodb_items
 from music_assets.core.pipeline import compute_daily_kpis, plan_batch, process_batch, validate_batch
 from music_assets.core.settings import Settings
+from music_assets.core.status import Step
 from music_assets.core.storage import LocalStore, ObjectStore
 from oracle.kpi_oracle import oracle_from_dir
 
@@ -94,8 +96,10 @@ def test_jobs_in_dag_order_match_the_core_pipeline_and_the_oracle(
     assert sorted(map(_plain, items), key=repr) == sorted(map(_plain, reference["items"]), key=repr)
     assert export_from_items(items) == oracle_from_dir(dirty_data).export
 
-    processing = store.get_json(settings.processed_bucket, layout.processing_key(BATCH))
-    assert processing["dates"] == ["2024-06-25", "2024-06-26"] and processing["kpis"]["written"] == len(items)
+    document = BatchDocuments(store, settings).load(BATCH)
+    assert document is not None and document.processing is not None and document.kpis is not None
+    assert document.processing.dates == ["2024-06-25", "2024-06-26"] and document.kpis.written == len(items)
+    assert set(document.completed) == set(Step) and document.failures == []
     accepted = [f for f in report["files"] if f["status"] == "ACCEPTED"]
     for entry in accepted:
         archived = f"archive/2024/07/01/{entry['key']}"
@@ -105,7 +109,7 @@ def test_jobs_in_dag_order_match_the_core_pipeline_and_the_oracle(
     resource = aws.dynamodb_resource(settings)
     with DuckDBEngine() as engine:
         result = audit(store, settings, engine, resource.Table(settings.file_tracker_table_name),
-                       resource.Table(settings.dynamodb_table_name))
+                       resource.Table(settings.dynamodb_table_name), settled=True)
     assert result.ok, result.violations
 
 
@@ -116,7 +120,7 @@ def test_steps_refuse_to_run_out_of_order(world: GlueWorld, dirty_data: Path, ca
     assert "no validation report" in caplog.text
     assert world.validate("batch-early") == 0
     assert world.etl("batch-early", "archiving_only", None) == 2
-    assert "run --task_type full_etl for batch batch-early first" in caplog.text
+    assert "the KPIs of batch batch-early are not stored: run the KPI step first" in caplog.text
     assert world.etl("batch-early", "compaction", None) == 2
     assert "--task_type 'compaction' is unknown" in caplog.text
     assert world.etl("batch-early", "archiving_only", None, processing_date="01/07/2024") == 2
@@ -135,9 +139,12 @@ def test_a_failed_batch_is_not_processed(world: GlueWorld, dirty_data: Path, cap
 def test_archiving_waits_for_the_kpis(world: GlueWorld, dirty_data: Path, caplog: pytest.LogCaptureFixture) -> None:
     world.upload(dirty_data, keys=["songs/songs.csv"])
     assert world.validate("batch-songs") == 0
-    world.store.put_json(world.settings.processed_bucket, layout.processing_key("batch-songs"),
-                         {"batch_id": "batch-songs", "dates": []})
+    documents = BatchDocuments(world.store, world.settings)
+    document = documents.load_or_new("batch-songs")
+    document.processing = ProcessingSummary([], 0, 0, 0, 0, 0, 0, 3, None)
+    document.complete(Step.PROCESS)
+    documents.save(document)
 
     assert world.etl("batch-songs", "archiving_only", None) == 2
-    assert "KPIs of batch batch-songs are not stored yet" in caplog.text
+    assert "KPIs of batch batch-songs are not stored" in caplog.text
     assert world.store.head(world.settings.raw_data_bucket, "songs/songs.csv") is not None

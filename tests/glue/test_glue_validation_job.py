@@ -54,21 +54,26 @@ def test_stream_events_without_songs_are_a_failed_report_not_a_crash(world: Glue
     assert report["overall_status"] == "FAILED"
     assert "no songs reference" in report["failure_reasons"][0]
     item = world.tracker.get("streams/streams1.csv", report["files"][0]["etag"])
-    assert item["status"] == "FAILED" and "rerun this batch id" in item["error"]
+    assert item["status"] == "FAILED" and "resumed on its own once a songs file has been processed" in item["error"]
     metrics = aws.cloudwatch_client(world.settings).list_metrics()["Metrics"]
     names = {(m["Namespace"], m["MetricName"]) for m in metrics}
     assert {(VALIDATION_NAMESPACE, "ValidationSuccess"), (ETL_NAMESPACE, "FailedFiles")} <= names
 
 
-def test_failed_batch_reruns_under_its_id_once_songs_arrived(world: GlueWorld, dirty_data: Path) -> None:
+def test_failed_batch_reruns_under_its_id_with_its_own_manifest_once_songs_exist(
+    world: GlueWorld, dirty_data: Path
+) -> None:
     world.upload(dirty_data, keys=["streams/streams1.csv"])
     assert world.validate("batch-retry") == 0
-    world.upload(dirty_data, keys=["songs/songs.csv"])
+    world.upload(dirty_data, keys=["songs/songs.csv"])  # a later upload belongs to a later batch, never this one
+    world.store.put_bytes(world.settings.processed_bucket, "reference/songs/songs.parquet", b"stand-in")
 
     assert world.validate("batch-retry") == 0
 
-    assert _report(world, "batch-retry")["overall_status"] == "PASSED"
-    assert set(_statuses(world).values()) == {"VALIDATED"}
+    report = _report(world, "batch-retry")
+    assert report["overall_status"] == "PASSED"
+    assert [f["key"] for f in report["files"]] == ["streams/streams1.csv"]
+    assert _statuses(world) == {"streams/streams1.csv": "VALIDATED"}
 
 
 def test_empty_raw_bucket_is_no_new_files(world: GlueWorld) -> None:
@@ -105,7 +110,12 @@ def test_a_file_claimed_by_another_batch_is_left_to_it(world: GlueWorld, dirty_d
 
     report = _report(world, "batch-second")
     assert report["overall_status"] == "NO_NEW_FILES"
-    assert report["skipped_files"] == [{"key": songs.key, "reason": f"version {songs.etag} is held by batch batch-first"}]
+    assert world.tracker.get(songs.key, songs.etag)["batch_id"] == "batch-first"
+
+    files = [{"bucket": world.settings.raw_data_bucket, "key": songs.key, "etag": songs.etag}]
+    assert world.validate("batch-third", files_json=json.dumps(files)) == 0  # the Lambda asked for it by name
+    reasons = {s["key"]: s["reason"] for s in _report(world, "batch-third")["skipped_files"]}
+    assert reasons == {songs.key: f"version {songs.etag} is already tracked (another batch took it)"}
 
 
 def test_a_passed_batch_keeps_its_report_on_rerun(world: GlueWorld, dirty_data: Path) -> None:

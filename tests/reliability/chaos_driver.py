@@ -69,10 +69,8 @@ def install_crash(point: str, marker: Path | None = None) -> None:
     """Patch the pipeline so that this process SIGKILLs itself at ``point``."""
     if point not in CRASH_POINTS:
         raise ValueError(f"unknown crash point {point!r}; choose one of {', '.join(CRASH_POINTS)}")
+    import music_assets.core.orchestration as orchestration
     import music_assets.core.pipeline as pipeline
-    import music_assets.defs.assets.archive as archive_asset
-    import music_assets.defs.assets.processing as processing_asset
-    import music_assets.defs.assets.validation as validation_asset
     from music_assets.core.storage import S3Store
     from music_assets.core.tracker import FileTracker
 
@@ -97,12 +95,12 @@ def install_crash(point: str, marker: Path | None = None) -> None:
         setattr(module, name, wrapper)
 
     # the phase markers, whatever the point
-    wrap(validation_asset, "validate_batch", before=point == "validation:start",
+    wrap(orchestration, "validate_batch", before=point == "validation:start",
          after=point == "validation:after-report", step="validation")
-    wrap(processing_asset, "process_batch", before=point == "processing:start",
+    wrap(orchestration, "process_batch", before=point == "processing:start",
          after=point == "processing:after-write", step="processing")
     wrap(pipeline, "compute_daily_kpis", before=point == "kpis:start", step="kpis")
-    wrap(archive_asset, "archive_batch", before=point == "archive:start", after=point == "archive:after-all",
+    wrap(orchestration, "archive_batch", before=point == "archive:start", after=point == "archive:after-all",
          step="archive")
 
     if point == "tick:after-claim":

@@ -206,7 +206,7 @@ ESCAPING_BATCH_IDS = ["../x", "a/b", "..", ".", "", "x" * 129, "batch\n1", "bät
 def test_a_batch_id_that_could_escape_is_refused_before_any_path_is_built(batch_id: str) -> None:
     builders = [
         lambda: layout.manifest_key(batch_id), lambda: layout.report_key(batch_id),
-        lambda: layout.processing_key(batch_id), lambda: layout.quarantine_key(batch_id, "streams/a.csv"),
+        lambda: layout.batch_document_key(batch_id), lambda: layout.quarantine_key(batch_id, "streams/a.csv"),
         lambda: layout.rejected_rows_key(batch_id, "streams/a.csv"), lambda: layout.staging_prefix(batch_id, "streams"),
         lambda: layout.processed_batch_prefix("2024-06-25", batch_id), lambda: plan_batch(batch_id, "raw", []),
     ]

@@ -24,6 +24,7 @@ import music_assets.core.pipeline as pipeline
 from music_assets.core import aws, layout
 from music_assets.core.engines import DuckDBEngine
 from music_assets.core.storage import S3Store
+from music_assets.core.orchestration import BatchServices
 from music_assets.core.tracker import FileTracker
 from music_assets.defs import sensors
 from music_assets.defs.partitions import BATCH_PARTITIONS_NAME
@@ -79,23 +80,24 @@ def test_concurrent_ticks_with_different_views_claim_disjoint_batches_that_all_c
     keys = sorted(layout.dataset_of_key(k) and k for k in files)
     views = [set(keys), set(keys[:-1]), set(keys[1:]), set(keys[::2])]  # four sensors, four listings
     barrier = threading.Barrier(len(views))
-    list_raw_files, claim = sensors.list_raw_files, FileTracker.claim
+    list_raw_objects, claim = sensors.list_raw_objects, FileTracker.claim
     local = threading.local()
 
-    def listing(store: Any, bucket: str) -> Any:
-        return {k: v for k, v in list_raw_files(store, bucket).items() if k in local.view}
+    def listing(store: Any, settings: Any) -> Any:
+        return {k: v for k, v in list_raw_objects(store, settings).items() if k in local.view}
 
     def claim_together(self: FileTracker, *args: Any, **kwargs: Any) -> Any:
         barrier.wait()  # every tick has listed and written its manifest: now they all claim at once
         return claim(self, *args, **kwargs)
 
-    monkeypatch.setattr(sensors, "list_raw_files", listing)
+    monkeypatch.setattr(sensors, "list_raw_objects", listing)
     monkeypatch.setattr(FileTracker, "claim", claim_together)
 
     def tick(view: set[str]) -> sensors.TickPlan:
         local.view = view
-        store = S3Store(aws.s3_client(lake.settings))
-        return sensors.plan_tick(store, _tracker(lake), lake.settings, {})
+        services = BatchServices.from_settings(lake.settings)
+        services.tracker = _tracker(lake)
+        return sensors.plan_tick(services, {})
 
     with ThreadPoolExecutor(len(views)) as pool:
         plans = list(pool.map(tick, views))

@@ -18,10 +18,11 @@ from music_assets.core.aws import StorageMissingError
 from music_assets.core.engines import DuckDBEngine
 from music_assets.core.settings import Settings
 from music_assets.core.storage import S3Store
+from music_assets.core.tracker import FileTracker
 from music_assets.defs.jobs import BATCH_PIPELINE_JOB_NAME
 from music_assets.defs.partitions import BATCH_PARTITIONS_NAME
 from music_assets.defs.runner import run_batch_in_process
-from music_assets.defs.sensors import MAX_RUNS_PER_BATCH
+from music_assets.core.orchestration import MAX_RESUMES
 from music_assets.stack import start_stack, stop_stack
 
 
@@ -76,17 +77,21 @@ def test_a_daemon_restarted_mid_batch_never_claims_twice_and_the_batch_completes
     chaos_record["survived"] = True
 
 
-def test_a_batch_unfinished_after_too_many_runs_waits_for_an_operator(lake: Lake) -> None:
+def test_a_batch_unfinished_after_too_many_resumes_is_handed_to_an_operator(lake: Lake) -> None:
     lake.put("songs/songs.csv", SONGS_CSV)
     batch_id = str(_request(lake.tick()).partition_key)
-    for _ in range(MAX_RUNS_PER_BATCH):
+    for resume in range(MAX_RESUMES + 1):
         create_run_for_test(lake.instance, job_name=BATCH_PIPELINE_JOB_NAME, status=DagsterRunStatus.FAILURE,
                             tags={"dagster/partition": batch_id})
-
-    result = lake.tick(None)
+        result = lake.tick(None)
+        if resume < MAX_RESUMES:
+            assert _request(result).partition_key == batch_id, f"resume {resume + 1} of {MAX_RESUMES}"
 
     assert not result.run_requests
-    assert f"batch {batch_id} is still unfinished after {MAX_RUNS_PER_BATCH} runs" in str(result.skip_reason)
+    [item] = _tracker_items(lake)
+    assert item["status"] == "FAILED"
+    assert f"batch {batch_id} gave up after 0 failed attempt(s) and {MAX_RESUMES} resume(s)" in item["error"]
+    assert f'{{"batch_id": "{batch_id}"}}' in item["error"]
 
 
 # --- the embedded stack restarted -------------------------------------------------------------------------
@@ -176,3 +181,7 @@ def test_a_stack_restarted_with_the_same_names_starts_empty_and_a_resumed_run_co
     assert result.settled, result
     record(chaos_record, category="restarts", fault="stack restarted mid-batch (same names, data lost)",
            faults_injected=2, inputs=len(SMALL_BATCH), survived=True)
+
+
+def _tracker_items(lake: Lake) -> list[dict[str, Any]]:
+    return FileTracker(aws.dynamodb_resource(lake.settings).Table(lake.settings.file_tracker_table_name)).items()

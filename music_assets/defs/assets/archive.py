@@ -2,9 +2,7 @@
 
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
-from music_assets.core import tracker as file_status
-from music_assets.core.metrics import ETL_NAMESPACE, publish_metrics
-from music_assets.core.pipeline import archive_batch
+from music_assets.core.orchestration import archive_step
 
 from ..batch import Batch, markdown_table
 from ..mapping import ARCHIVE_PROCESSED_FILES
@@ -33,20 +31,15 @@ def archived_raw_files(
     cloudwatch: CloudWatchResource,
 ) -> MaterializeResult:
     batch = Batch.open(context, settings, s3, dynamodb, cloudwatch)
-    with batch.fail_files_on_error():
-        report = batch.report()
-        archived = archive_batch(batch.store, batch.settings, report, progress=context.log.info)
-        etags = {entry["key"]: entry["etag"] for entry in report["files"]}
-        for item in archived:
-            batch.set_status([(item["key"], etags[item["key"]])], file_status.ARCHIVED, archive_key=item["archive_key"])
-        publish_metrics(batch.cloudwatch, ETL_NAMESPACE, {"ArchivedFiles": len(archived)})
+    with batch.explained_errors():
+        archived = archive_step(batch.services, batch.batch_id, progress=context.log.info)
     archive_bucket = batch.settings.archive_bucket
     return MaterializeResult(
         metadata={
             "archived_files": len(archived),
             "files": markdown_table(
                 ["raw file", "archived at"],
-                [[item["key"], batch.s3_url(item["archive_key"], archive_bucket)] for item in archived],
+                [[item.key, batch.s3_url(item.archive_key, archive_bucket)] for item in archived],
             ),
             "path": MetadataValue.path(f"s3://{archive_bucket}/archive/"),
         }

@@ -1,13 +1,11 @@
 """Daily genre KPIs in DynamoDB, recomputed for the batch's dates from all processed data of those dates."""
 
-from dagster import AssetExecutionContext, AssetKey, MaterializeResult, MetadataValue, asset
+from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
-from music_assets.core import tracker as file_status
 from music_assets.core.kpis import DailyKpis
-from music_assets.core.metrics import ETL_NAMESPACE, publish_metrics
-from music_assets.core.pipeline import store_daily_kpis
+from music_assets.core.orchestration import store_kpis_step
 
-from ..batch import Batch, accepted_files, markdown_table
+from ..batch import Batch, markdown_table
 from ..mapping import WRITE_TO_DYNAMODB
 from ..partitions import batch_partitions
 from ..resources import CloudWatchResource, DynamoDBResource, EngineResource, PipelineS3Resource, PipelineSettings
@@ -37,20 +35,8 @@ def daily_genre_kpis(
     engine: EngineResource,
 ) -> MaterializeResult:
     batch = Batch.open(context, settings, s3, dynamodb, cloudwatch)
-    with batch.fail_files_on_error():
-        processed = batch.upstream_metadata(AssetKey("processed_streams"))
-        dates: list[str] = processed["dates"]
-        with engine.open() as sql_engine:
-            kpis, written = store_daily_kpis(
-                batch.store, batch.settings, sql_engine, dynamodb.table(batch.settings.dynamodb_table_name), dates,
-                batch_id=batch.batch_id, progress=context.log.info,
-            )
-        batch.set_status(accepted_files(batch.report()), file_status.PROCESSED)
-        publish_metrics(
-            batch.cloudwatch,
-            ETL_NAMESPACE,
-            {"ProcessedRecords": processed["dagster/row_count"], "DynamoDBWrites": written.written},
-        )
+    with batch.explained_errors(), engine.open() as sql_engine:
+        kpis, written = store_kpis_step(batch.services, sql_engine, batch.batch_id, progress=context.log.info)
     return MaterializeResult(
         metadata={
             "dates": MetadataValue.json(written.dates),

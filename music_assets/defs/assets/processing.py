@@ -5,7 +5,7 @@ from typing import Iterator
 from dagster import AssetExecutionContext, AssetSpec, MaterializeResult, MetadataValue, multi_asset
 
 from music_assets.core import layout
-from music_assets.core.pipeline import process_batch
+from music_assets.core.orchestration import process_step
 
 from ..batch import Batch
 from ..mapping import REALTIME_ETL_PROCESSING
@@ -61,8 +61,8 @@ def batch_processing(
     engine: EngineResource,
 ) -> Iterator[MaterializeResult]:
     batch = Batch.open(context, settings, s3, dynamodb, cloudwatch)
-    with batch.fail_files_on_error(), engine.open() as sql_engine:
-        result = process_batch(batch.store, batch.settings, sql_engine, batch.report(), progress=context.log.info)
+    with batch.explained_errors(), engine.open() as sql_engine:
+        result = process_step(batch.services, sql_engine, batch.batch_id, progress=context.log.info)
     for dataset, rows in (("songs", result.reference_songs), ("users", result.reference_users)):
         if rows is not None:
             yield MaterializeResult(
@@ -81,7 +81,7 @@ def batch_processing(
             "events_unknown_track": result.unknown_track_events,
             "events_unknown_user": result.unknown_user_events,
             "dagster/row_count": result.processed_events,
-            "processed_objects": len(result.processed_keys),
+            "processed_objects": result.processed_objects,
             "path": MetadataValue.path(batch.s3_url(f"processed_data/date=*/batch_id={batch.batch_id}/")),
             "engine": sql_engine.name,
         },
