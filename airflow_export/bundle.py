@@ -16,8 +16,10 @@ from typing import TYPE_CHECKING, Any
 import jinja2
 
 from music_assets.core import layout
+from music_assets.core.glue_job import ValidationTask
 from music_assets.core.pipeline import FAILED, NO_NEW_FILES, PROCEED_STATUSES
 from music_assets.core.tables import table_definitions
+from music_assets.defs.mapping import STEP_RETRIES
 
 from . import iam
 from .archives import LAMBDA_HANDLER, core_zip, lambda_zip
@@ -30,6 +32,8 @@ if TYPE_CHECKING:
     from dagster import Definitions
 
 DAG_ID = "music_streaming_realtime_pipeline"
+RESUME_SWEEP_DAG_ID = "music_streaming_resume_sweep"
+RESUME_SCAN_BATCH_ID = "resume-scan"  # --batch_id is required by the validation job; the scan does not use it
 DAG_PATH = f"dags/{DAG_ID}.py"
 MARKER = ".music-pipeline-bundle"
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
@@ -65,6 +69,7 @@ class ExportResult:
     tasks: tuple[str, ...]
     edges: tuple[tuple[str, str], ...]
     glue_jobs: tuple[str, ...]
+    resume_sweep_dag_id: str
 
     @property
     def dag_path(self) -> Path:
@@ -75,6 +80,7 @@ class ExportResult:
         return [
             f"wrote the '{self.env}' production bundle to {self.out_dir} ({len(self.files)} files)",
             f"  DAG {self.dag_id}, tasks in order: {', '.join(t for t in self.tasks if t not in STRUCTURAL_TASKS)}",
+            f"  DAG {self.resume_sweep_dag_id}: re-triggers {self.dag_id} for each interrupted batch",
             f"  Glue jobs: {', '.join(self.glue_jobs)}",
             f"  next: follow {self.out_dir / 'DEPLOY.md'}",
         ]
@@ -154,8 +160,20 @@ def variables(env: Environment, jobs: dict[str, _GlueJob]) -> dict[str, str]:
     return {name: str(getattr(env.settings, name)) for name in names}
 
 
+def _resume_scan_job(graph: TaskGraph, jobs: dict[str, _GlueJob]) -> str:
+    """The Glue job of the validation task (the one upstream of the branch), checked to take ``--task_type``."""
+    task = graph.task(graph.upstream(graph.branch.task_id)[0])
+    if task.glue_job_name is None or TASK_TYPE_OPTION not in jobs[task.glue_job_name].script.options:
+        raise GlueScriptError(
+            f"the resume sweep runs the Glue job of {task.task_id!r} with --{TASK_TYPE_OPTION} "
+            f"{ValidationTask.RESUME_SCAN.value}, but {task.task_id!r} runs no Glue job reading --{TASK_TYPE_OPTION}: "
+            f"add {TASK_TYPE_OPTION!r} to its script's OPTIONAL_OPTIONS"
+        )
+    return task.glue_job_name
+
+
 def render_dag(graph: TaskGraph, env: Environment, jobs: dict[str, _GlueJob]) -> str:
-    """The DAG file, from the one template."""
+    """The DAG file (the pipeline DAG and its resume sweep), from the one template."""
     proceed = graph.downstream(graph.branch.task_id)
     next_tasks = {status: proceed for status in PROCEED_STATUSES}
     next_tasks.update({NO_NEW_FILES: [SUCCESS_END], FAILED: [VALIDATION_FAILED_END]})
@@ -186,10 +204,17 @@ def render_dag(graph: TaskGraph, env: Environment, jobs: dict[str, _GlueJob]) ->
         processing_date_template=PROCESSING_DATE_TEMPLATE,
         files_json_template=FILES_JSON_TEMPLATE,
         runtime_args=_runtime_args(jobs),
+        batch_run_args=list(RUN_ARGS),
         glue_jobs=glue_jobs,
         structural_tasks=structural,
         tasks=[{**asdict(task), "var": task.task_id} for task in graph.tasks],
         edges=graph.all_edges(),
+        step_retries=STEP_RETRIES,
+        resume_sweep_dag_id=RESUME_SWEEP_DAG_ID,
+        resume_queue_key=layout.RESUME_QUEUE_KEY,
+        resume_scan_job=_resume_scan_job(graph, jobs),
+        resume_scan_task_type=ValidationTask.RESUME_SCAN.value,
+        resume_scan_batch_id=RESUME_SCAN_BATCH_ID,
     )
 
 
@@ -300,7 +325,8 @@ def export_bundle(
         texts[f"{GLUE_PREFIX}/{job.script.path.name}"] = job.script.path.read_text(encoding="utf-8")
     binaries = {f"{GLUE_PREFIX}/{CORE_ZIP_NAME}": core_zip(), LAMBDA_ZIP: lambda_zip()}
     texts["DEPLOY.md"] = _templates().get_template("DEPLOY.md.j2").render(
-        env=environment, dag_id=DAG_ID, dag_path=DAG_PATH, jobs=jobs, glue_prefix=GLUE_PREFIX,
+        env=environment, dag_id=DAG_ID, resume_sweep_dag_id=RESUME_SWEEP_DAG_ID, dag_path=DAG_PATH, jobs=jobs,
+        glue_prefix=GLUE_PREFIX,
         core_zip=CORE_ZIP_NAME, core_zip_uri=s3_uri(environment, CORE_ZIP_NAME), lambda_zip=LAMBDA_ZIP,
         tables=[d["TableName"] for d in table_definitions(environment.settings)],
         buckets=list(dict.fromkeys([
@@ -308,6 +334,7 @@ def export_bundle(
             environment.quarantine_bucket, environment.glue_assets_bucket,
         ])),
         raw_prefixes=RAW_PREFIXES, report_key=layout.report_key("BATCH_ID").replace("BATCH_ID", "<batch_id>"),
+        resume_queue_key=layout.RESUME_QUEUE_KEY,
     )
     _prepare(out_dir)
     for name, text in texts.items():
@@ -327,4 +354,5 @@ def export_bundle(
         tasks=(*[t.task_id for t in graph.tasks], *STRUCTURAL_TASKS),
         edges=tuple(graph.all_edges()),
         glue_jobs=tuple(jobs),
+        resume_sweep_dag_id=RESUME_SWEEP_DAG_ID,
     )

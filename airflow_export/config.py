@@ -41,6 +41,10 @@ _CHECKS: dict[str, tuple[re.Pattern[str], str]] = {
     "alert_email": (re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+"), "an e-mail address"),
     "aws_conn_id": (re.compile(r"[A-Za-z0-9_.-]+"), "an Airflow connection id"),
     "glue_version": (re.compile(r"\d+\.\d+"), "a Glue version like 5.1"),
+    "resume_sweep_schedule": (
+        re.compile(r"@(hourly|daily|weekly|monthly|quarterly|yearly)|[0-9A-Za-z*/,?#-]+(\s+[0-9A-Za-z*/,?#-]+){4}"),
+        "a five-field cron expression like */30 * * * * or a preset like @hourly",
+    ),
 }
 
 
@@ -103,6 +107,7 @@ class Environment:
     lambda_trigger_method: str
     alert_email: str
     aws_conn_id: str
+    resume_sweep_schedule: str
     glue: GlueSettings
 
     @property

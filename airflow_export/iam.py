@@ -91,7 +91,7 @@ def lambda_policy(env: Environment) -> dict[str, Any]:
 
 
 def mwaa_execution_policy(env: Environment, glue_job_names: list[str]) -> dict[str, Any]:
-    """What the DAG needs on top of MWAA's base execution role: run the Glue jobs, read the reports."""
+    """What the DAGs need on top of MWAA's base execution role: run the Glue jobs, read the reports and the resume queue."""
     report = layout.report_key("BATCH").replace("batch_id=BATCH", "batch_id=*")
     return _policy(
         _statement(
@@ -100,4 +100,5 @@ def mwaa_execution_policy(env: Environment, glue_job_names: list[str]) -> dict[s
             [env.arn("glue", f"job/{name}") for name in glue_job_names],
         ),
         _statement("ReadValidationReports", ["s3:GetObject"], [f"{_bucket(env.processed_bucket)}/{report}"]),
+        _statement("ReadResumeQueue", ["s3:GetObject"], [f"{_bucket(env.processed_bucket)}/{layout.RESUME_QUEUE_KEY}"]),
     )

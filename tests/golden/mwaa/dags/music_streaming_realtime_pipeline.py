@@ -9,6 +9,10 @@ sweeps every new raw file into batch "batch-<run id>". The branch reads the batc
 validation report: PASSED / PASSED_WITH_QUARANTINE continue to the ETL, NO_NEW_FILES ends at
 success_end, FAILED at validation_failed_end (an ordinary outcome, not a task failure).
 
+A second DAG, music_streaming_resume_sweep, runs on a schedule: the validation Glue job lists the
+batches whose run ended with files unfinished (or FAILED for want of songs that exist now), and
+each is triggered again here with conf {"batch_id": ...}; the run reuses every finished step.
+
 Nothing here reads an Airflow Variable or calls AWS at parse time; bucket and table names
 are Variables rendered when a task runs. Imports on Airflow 3.0+ and 2.10/2.11.
 """
@@ -16,6 +20,7 @@ are Variables rendered when a task runs. Imports on Airflow 3.0+ and 2.10/2.11.
 from __future__ import annotations
 
 import json
+import logging
 import re
 from datetime import datetime, timedelta, timezone
 
@@ -28,10 +33,12 @@ except ImportError:  # Airflow 2.10 / 2.11
     from airflow import DAG
 try:  # Airflow 3 (and 2.x with the standard provider)
     from airflow.providers.standard.operators.empty import EmptyOperator
-    from airflow.providers.standard.operators.python import BranchPythonOperator
+    from airflow.providers.standard.operators.python import BranchPythonOperator, PythonOperator
+    from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 except ImportError:  # Airflow 2.10 / 2.11
     from airflow.operators.empty import EmptyOperator
-    from airflow.operators.python import BranchPythonOperator
+    from airflow.operators.python import BranchPythonOperator, PythonOperator
+    from airflow.operators.trigger_dagrun import TriggerDagRunOperator
 
 DAG_ID = "music_streaming_realtime_pipeline"
 AWS_CONN_ID = "aws_default"
@@ -52,6 +59,13 @@ NEXT_TASKS = {
         "validation_failed_end",
     ],
 }
+RESUME_SWEEP_DAG_ID = "music_streaming_resume_sweep"
+RESUME_SWEEP_SCHEDULE = "*/30 * * * *"
+RESUME_QUEUE_KEY = "batches/resume_queue.json"
+RESUME_SCAN_JOB = "music_streaming_validation"
+RESUME_SCAN_TASK_TYPE = "resume_scan"
+RESUME_SCAN_BATCH_ID = "resume-scan"
+LOG = logging.getLogger(__name__)
 
 # Rendered per task instance: the Lambda's batch id, else one derived from the run id; an optional
 # conf processing_date dates the archive keys (default: the batch's validation date).
@@ -69,10 +83,16 @@ RUNTIME_ARGS = {
     "files_json": FILES_JSON,
     "processing_date": PROCESSING_DATE,
 }
+# The arguments that belong to one batch's run (a run outside any batch replaces them).
+BATCH_RUN_ARGS = [
+    "batch_id",
+    "processing_date",
+    "files_json",
+]
 
 GLUE_JOBS = {
     "music_streaming_validation": {
-        "description": "AWS Glue job music_streaming_validation: claim a batch's raw files, validate them, write the report.",
+        "description": "AWS Glue job music_streaming_validation: open a batch (claim its raw files) and validate it.",
         "role_arn": "arn:aws:iam::123456789012:role/music-pipeline-glue",
         "max_concurrent_runs": 1,
         "poll_interval_seconds": 30,
@@ -171,9 +191,14 @@ DEFAULT_ARGS = {
 }
 
 
+def is_batch_id(value: object) -> bool:
+    """Whether ``value`` is a batch id the pipeline accepts in S3 keys and Glue arguments."""
+    return isinstance(value, str) and BATCH_ID_PATTERN.fullmatch(value) is not None and value not in (".", "..")
+
+
 def choose_branch(processed_bucket: str, batch_id: str) -> list[str]:
     """Read the batch's validation report from S3 and return the tasks its overall_status leads to."""
-    if not BATCH_ID_PATTERN.fullmatch(batch_id) or batch_id in (".", ".."):
+    if not is_batch_id(batch_id):
         raise ValueError(f"batch_id {batch_id!r} must match {BATCH_ID_PATTERN.pattern} (not '.' or '..')")
     key = REPORT_KEY.format(batch_id=batch_id)
     try:
@@ -189,11 +214,41 @@ def choose_branch(processed_bucket: str, batch_id: str) -> list[str]:
     return NEXT_TASKS[status]
 
 
-def glue_task(task_id: str, job_name: str, task_type: str | None = None) -> GlueJobOperator:
+def resume_runs(processed_bucket: str) -> list[dict[str, object]]:
+    """Read the resume queue the scan stored and return one trigger per valid batch: its run id (which names the
+    resume, so a resume still queued is not triggered twice) and conf {"batch_id": ...}."""
+    try:
+        queue = json.loads(S3Hook(aws_conn_id=AWS_CONN_ID).read_key(RESUME_QUEUE_KEY, bucket_name=processed_bucket))
+    except Exception as exc:
+        raise RuntimeError(
+            f"cannot read the resume queue s3://{processed_bucket}/{RESUME_QUEUE_KEY} ({exc}); "
+            "scan_interrupted_batches writes it: check that task's Glue job run"
+        ) from exc
+    runs = queue.get("runs") if isinstance(queue, dict) else None
+    if not isinstance(runs, list):
+        raise ValueError(f"s3://{processed_bucket}/{RESUME_QUEUE_KEY} has no 'runs' list: {str(queue)[:200]}")
+    triggers: list[dict[str, object]] = []
+    for run in runs:
+        batch_id = run.get("batch_id") if isinstance(run, dict) else None
+        run_id = run.get("run_id") if isinstance(run, dict) else None
+        if is_batch_id(batch_id) and isinstance(run_id, str) and BATCH_ID_PATTERN.fullmatch(run_id.replace("__", "-")):
+            triggers.append({"trigger_run_id": run_id, "conf": {"batch_id": batch_id}})
+        else:
+            LOG.warning("skipping %r in the resume queue: a batch_id must match %s (not '.' or '..')",
+                        run, BATCH_ID_PATTERN.pattern)
+    LOG.info("resuming %d batch(es) as runs of %s: %s", len(triggers), DAG_ID, [t["trigger_run_id"] for t in triggers])
+    return triggers
+
+
+def glue_task(task_id: str, job_name: str, task_type: str | None = None, *, batch_id: str | None = None) -> GlueJobOperator:
     """A run of Glue job ``job_name`` (created from its CreateJob settings if missing) with the
-    runtime arguments its script reads, plus ``--task_type`` when given."""
+    runtime arguments its script reads, plus ``--task_type`` when given; with ``batch_id``, a run
+    outside any batch run: that fixed id instead of the run's batch arguments."""
     job = GLUE_JOBS[job_name]
-    script_args = {f"--{name}": RUNTIME_ARGS[name] for name in job["runtime_args"]}
+    names = [name for name in job["runtime_args"] if batch_id is None or name not in BATCH_RUN_ARGS]
+    script_args = {f"--{name}": RUNTIME_ARGS[name] for name in names}
+    if batch_id is not None:
+        script_args["--batch_id"] = batch_id
     if task_type is not None:
         script_args["--task_type"] = task_type
     return GlueJobOperator(
@@ -245,3 +300,31 @@ with DAG(
     realtime_etl_processing >> write_to_dynamodb
     write_to_dynamodb >> archive_processed_files
     archive_processed_files >> success_end
+
+
+with DAG(
+    dag_id=RESUME_SWEEP_DAG_ID,
+    description=f"Find the batches whose {DAG_ID} run ended unfinished and trigger a run of each again",
+    doc_md=__doc__,
+    schedule=RESUME_SWEEP_SCHEDULE,
+    start_date=datetime(2024, 1, 1, tzinfo=timezone.utc),
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    tags=["music-streaming", "glue", "generated"],
+) as resume_sweep_dag:
+    scan_interrupted_batches = glue_task(
+        "scan_interrupted_batches", RESUME_SCAN_JOB, RESUME_SCAN_TASK_TYPE, batch_id=RESUME_SCAN_BATCH_ID
+    )
+    read_resume_queue = PythonOperator(
+        task_id="read_resume_queue",
+        python_callable=resume_runs,
+        op_kwargs={"processed_bucket": RUNTIME_ARGS["processed_bucket"]},
+    )
+    # One run per batch; the pipeline DAG's max_active_runs=1 queues them one after another, and a resume
+    # already triggered (same run id) is skipped, not triggered twice.
+    resume_batch = TriggerDagRunOperator.partial(
+        task_id="resume_batch", trigger_dag_id=DAG_ID, wait_for_completion=False, skip_when_already_exists=True
+    ).expand_kwargs(read_resume_queue.output)
+
+    scan_interrupted_batches >> read_resume_queue
