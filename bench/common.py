@@ -83,7 +83,7 @@ def ensure_dataset(data_dir: Path, rows: int, seed: int, log: Any = None) -> Pat
     target = dataset_dir(data_dir, rows, seed)
     if (target / "meta.json").is_file():
         return target
-    from music_assets.core.sample_data import generate_dataset
+    from music_assets.tools.sample_data import generate_dataset
 
     Path(data_dir).mkdir(parents=True, exist_ok=True)
     if log:

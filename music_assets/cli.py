@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from .console import format_report_summary, format_top_genres, upload_inputs
 from .core.settings import Settings, SettingsError
 
 Command = Callable[[argparse.Namespace], int]
@@ -19,38 +20,8 @@ def _progress(message: str) -> None:
     print(f"  … {message}", file=sys.stderr, flush=True)
 
 
-def format_report_summary(report: dict[str, Any]) -> list[str]:
-    """Human lines for a validation report: status, files, rows, quarantined files with reasons."""
-    summary = report["summary"]
-    lines = [
-        f"validation: {report['overall_status']}  (batch {report['batch_id']})",
-        f"  files: {summary['files']} ({summary['accepted_files']} accepted, {summary['quarantined_files']} quarantined)",
-        f"  rows:  {summary['valid_rows']:,} valid, {summary['rejected_rows']:,} rejected in accepted files, "
-        f"{summary['rows_in_quarantined_files']:,} in quarantined files",
-    ]
-    for reason in report.get("failure_reasons", []):
-        lines.append(f"  FAILED: {reason}")
-    for entry in report["files"]:
-        if entry["status"] != "ACCEPTED":
-            lines.append(f"  quarantined {entry['error']}")
-        elif entry["rejected_rows"]:
-            reasons = ", ".join(f"{rule} ×{count}" for rule, count in sorted(entry["reject_reasons"].items()))
-            lines.append(f"  rejected rows in {entry['key']}: {reasons}")
-    for skipped in report.get("skipped_files", []):
-        lines.append(f"  skipped {skipped['key']}: {skipped['reason']}")
-    return lines
-
-
-def format_top_genres(export: dict[str, Any]) -> list[str]:
-    lines = []
-    for day in export["daily_top_genres"]:
-        ranking = ", ".join(f"{g['rank']}. {g['genre']} ({g['listen_count']:,})" for g in day["top_5_genres"])
-        lines.append(f"  {day['date']}: {ranking}")
-    return lines
-
-
 def cmd_generate_data(args: argparse.Namespace) -> int:
-    from .core.sample_data import generate_dataset
+    from .tools.sample_data import generate_dataset
 
     started = time.perf_counter()
     dataset = generate_dataset(
@@ -64,7 +35,7 @@ def cmd_generate_data(args: argparse.Namespace) -> int:
 
 
 def cmd_compute(args: argparse.Namespace) -> int:
-    from .core.dry_run import run_dry
+    from .tools.dry_run import run_dry
 
     settings = Settings.from_env(engine=args.engine)
     out_dir = Path(args.out)
@@ -120,20 +91,6 @@ def cmd_stack(args: argparse.Namespace) -> int:
         print(describe_status(status) if status else "no local stack is running (start one: music-pipeline stack up)")
         return 0 if status and status.running else 1
     return 0
-
-
-def upload_inputs(settings: Settings, data_dir: Path) -> list[str]:
-    """Upload a data folder (either layout of ``compute``) to the raw bucket; returns the keys."""
-    from .core.aws import s3_client
-    from .core.dry_run import discover_inputs
-    from .core.storage import S3Store
-
-    store = S3Store(s3_client(settings))
-    keys = []
-    for key, path in discover_inputs(data_dir).items():
-        store.upload(path, settings.raw_data_bucket, key)
-        keys.append(key)
-    return keys
 
 
 def cmd_upload(args: argparse.Namespace) -> int:
@@ -195,10 +152,10 @@ def cmd_dev(args: argparse.Namespace) -> int:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    from .core.audit import audit
     from .core.aws import dynamodb_resource, s3_client
     from .core.engines import create_engine
     from .core.storage import S3Store
+    from .tools.audit import audit
 
     settings = cli_settings(engine=args.engine)
     dynamodb = dynamodb_resource(settings)
@@ -222,8 +179,15 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from airflow_export import export_bundle
+    from airflow_export.config import DEFAULT_CONFIG_PATH
 
-    result = export_bundle(Path(args.out), env=args.env)
+    config = Path(args.config) if args.config else DEFAULT_CONFIG_PATH
+    if args.config is None and not config.is_file():
+        raise FileNotFoundError(
+            f"no deploy settings at {config} (an installed package carries none): pass --config PATH "
+            "(a file shaped like the checkout's deploy/environments.toml)"
+        )
+    result = export_bundle(Path(args.out), env=args.env, config_path=config)
     for line in result.describe():
         print(line)
     return 0
@@ -291,7 +255,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     export = commands.add_parser("export", help="render the MWAA DAG, Glue jobs and deploy bundle from the assets")
     export.add_argument("--out", required=True)
-    export.add_argument("--env", default="default", help="environment block of deploy/environments.toml")
+    export.add_argument("--env", default="default", help="environment block of the deploy settings")
+    export.add_argument(
+        "--config", default=None,
+        help="the deploy settings (default: deploy/environments.toml of the checkout the package runs from)",
+    )
     export.set_defaults(handler=cmd_export)
     return parser
 

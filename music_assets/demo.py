@@ -28,7 +28,7 @@ def run_demo(
 
     Returns the process exit code: 0 when the run succeeded and the batch was not FAILED.
     """
-    from .cli import format_report_summary, format_top_genres, upload_inputs
+    from .console import format_report_summary, format_top_genres, upload_inputs
     from .defs.runner import run_batch_in_process
 
     started = time.perf_counter()
@@ -37,7 +37,7 @@ def run_demo(
         print(f"embedded stack on {stack.endpoint_url} (data in memory, gone when the demo ends)", flush=True)
         os.environ.update(stack.env())
         if data_dir is None:
-            from .core.sample_data import generate_dataset
+            from .tools.sample_data import generate_dataset
 
             data_dir = Path(scratch) / "data"
             progress(f"generating sample data ({streams:,} stream rows, plus one bad file per validation rule)")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from music_assets.core.sample_data import (
+from music_assets.tools.sample_data import (
     SONGS_HEADER,
     SPOTIFY_GENRES,
     GeneratedDataset,

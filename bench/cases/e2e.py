@@ -111,7 +111,7 @@ def _stored_kpis(settings: Any) -> tuple[str, int, int]:
 
 
 def _run(args: Any, engine: str) -> None:
-    from music_assets.cli import upload_inputs
+    from music_assets.console import upload_inputs
     from music_assets.core.aws import use_s3_compatible_checksums
     from music_assets.core.settings import Settings
     from music_assets.stack import embedded_stack

@@ -56,7 +56,7 @@ ORDER BY day, genre
 def run(args) -> None:
     import duckdb
 
-    from music_assets.core.sample_data import SONGS_HEADER
+    from music_assets.tools.sample_data import SONGS_HEADER
 
     paths = stream_files(args.data)
     songs = args.data / "songs" / "songs.csv"

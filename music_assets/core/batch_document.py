@@ -82,6 +82,7 @@ class BatchDocument:
     archived: list[ArchivedFile] = field(default_factory=list)
     failures: list[StepFailure] = field(default_factory=list)
     resumes: int = 0
+    resume_pending: bool = False
     given_up: str | None = None
 
     def done(self, step: Step) -> bool:
@@ -125,6 +126,7 @@ class BatchDocument:
                 StepFailure(Step(f["step"]), f["error"], f["at"]) for f in document.get("failures", [])
             ],
             resumes=int(document.get("resumes", 0)),
+            resume_pending=bool(document.get("resume_pending", False)),
             given_up=document.get("given_up"),
         )
 

@@ -219,8 +219,8 @@ def validation_task(job: JobContext) -> Mapping[str, Any]:
     task = _task_type(job.options, ValidationTask, ValidationTask.VALIDATE)
     services = job.services
     if task is ValidationTask.RESUME_SCAN:
-        queue = resume_queue(services).queue
-        return {"task_type": task, "resume_queue": queue, "stored_at": write_resume_queue(services, queue)}
+        scan = resume_queue(services)
+        return {"task_type": task, "resume_queue": scan.queue, "stored_at": write_resume_queue(services, scan)}
     batch_id = job.batch_id
     files = requested_files(job.options.get("files_json"))
     if services.store.get_json(services.settings.processed_bucket, layout.manifest_key(batch_id)) is not None:

@@ -106,8 +106,8 @@ class BatchServices:
 def step_attempt(services: BatchServices, batch_id: str, step: Step) -> Iterator[None]:
     """Run one attempt of ``step``: an error is recorded in the batch document and counted once in
     ``JobFailures``, then raised again for the face to retry (Airflow's and Dagster's retry policies)."""
-    _restart_if_given_up(services, batch_id, step)
     try:
+        _note_start(services, batch_id, step)
         yield
     except Exception as exc:
         error = f"{step} failed: {type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS]
@@ -123,16 +123,23 @@ def step_attempt(services: BatchServices, batch_id: str, step: Step) -> Iterator
         raise
 
 
-def _restart_if_given_up(services: BatchServices, batch_id: str, step: Step) -> None:
-    """A batch handed to an operator is never resumed on its own: a step run of it is the operator's, which
-    starts the failure and resume counts anew."""
+def _note_start(services: BatchServices, batch_id: str, step: Step) -> None:
+    """A resumed run has started (its validation step), so the next resume scan may count a new resume; and a
+    batch handed to an operator is never resumed on its own: a step run of it is the operator's, which starts
+    the failure and resume counts anew."""
     documents = services.documents
     document = documents.load(batch_id)
-    if document is not None and document.given_up is not None:
+    if document is None:
+        return
+    changed = False
+    if document.given_up is not None:
         services.log(f"batch {batch_id} had been handed to an operator; {step} runs it again")
-        document.given_up = None
-        document.failures = []
-        document.resumes = 0
+        document.given_up, document.failures, document.resumes = None, [], 0
+        changed = True
+    if step is Step.VALIDATE and document.resume_pending:
+        document.resume_pending = False
+        changed = True
+    if changed:
         documents.save(document)
 
 
@@ -294,8 +301,8 @@ class Validation:
 
 def validate_step(services: BatchServices, batch_id: str, *, progress: Log | None = None) -> Validation:
     """Validate the batch's manifest (or reuse its passed report), then record the outcome of every file the
-    batch still has CLAIMED or FAILED. Versions gone from both raw and this batch's quarantine leave the batch
-    FAILED with the reason."""
+    batch still has CLAIMED or FAILED. A version gone from both raw and this batch's quarantine copy (replaced or
+    deleted after its claim) is listed as skipped in the report and becomes FAILED with the reason."""
     with step_attempt(services, batch_id, Step.VALIDATE):
         manifest = claim_manifest(services, load_manifest(services, batch_id))
         report = load_report(services, batch_id)
@@ -308,9 +315,6 @@ def validate_step(services: BatchServices, batch_id: str, *, progress: Log | Non
             present, vanished = _split_vanished(services, manifest)
             report = validate_batch(services.store, services.settings, present, progress=progress)
             _record_vanished(services, batch_id, vanished)
-            report["skipped_files"] = present.skipped
-            if vanished:
-                services.store.put_json(services.settings.processed_bucket, layout.report_key(batch_id), report)
         _record_outcome(services, report)
         status = BatchStatus(report["overall_status"])
         documents = services.documents
@@ -480,21 +484,27 @@ def require_step(services: BatchServices, batch_id: str, step: Step) -> BatchDoc
 
 @dataclass(frozen=True)
 class ResumeScan:
-    """The batches to run again, in order, and every batch that holds unfinished (or FAILED) versions."""
+    """The batches to run again, in order, with the number of their resume; and every batch that holds
+    unfinished (or FAILED) versions."""
 
     queue: list[str]
+    resumes: dict[str, int]
     held: dict[str, list[FileVersion]]
 
 
 Settled = Callable[[str, Sequence[FileVersion]], bool]
 
 
-def resume_queue(services: BatchServices, *, settled: Settled = lambda batch_id, versions: True,
-                 limit: int | None = None) -> ResumeScan:
-    """The batches to run again, songs/users batches first: those with files unfinished whose run is
-    ``settled`` (ended), and those FAILED for want of songs once a songs reference exists. A batch past
-    :data:`MAX_STEP_FAILURES` or :data:`MAX_RESUMES` is handed to an operator instead (files FAILED with the
-    last error). Each batch queued counts one resume."""
+def resume_queue(services: BatchServices, *, settled: Settled | None = None, limit: int | None = None) -> ResumeScan:
+    """The batches to run again, songs/users batches first: those with files unfinished whose run has ended,
+    and those FAILED for want of songs once a songs reference exists. A batch past :data:`MAX_STEP_FAILURES`
+    or :data:`MAX_RESUMES` is handed to an operator instead (files FAILED with the last error).
+
+    ``settled(batch, versions)``: the caller knows whether a run of the batch is active or queued (the sensor);
+    each batch queued is then one more resume. Without it (the MWAA resume sweep, which cannot see the DAG's
+    runs) a batch is queued again while its last resume has not started, under the same resume number, and
+    counts one more resume only once that run has begun (its validation step clears ``resume_pending``).
+    """
     tracker, documents = services.tracker, services.documents
     held = tracker.held((*UNFINISHED, FileStatus.FAILED))
     unfinished = {
@@ -506,7 +516,7 @@ def resume_queue(services: BatchServices, *, settled: Settled = lambda batch_id,
     chosen: list[tuple[tuple[int, str], str]] = []
     for batch_id, entries in held.items():
         versions = [version for version, _ in entries]
-        if not settled(batch_id, versions):
+        if settled is not None and not settled(batch_id, versions):
             continue
         if batch_id not in unfinished:
             report = load_report(services, batch_id) or {}
@@ -519,17 +529,28 @@ def resume_queue(services: BatchServices, *, settled: Settled = lambda batch_id,
         document = documents.load_or_new(batch_id)
         if document.given_up is not None:
             continue
+        if document.resume_pending and settled is None:
+            chosen.append(((_order(versions), batch_id), batch_id))  # its resume has not started yet
+            continue
         if len(document.failures) >= MAX_STEP_FAILURES or document.resumes >= MAX_RESUMES:
             _give_up(services, document, unfinished.get(batch_id, []))
             continue
-        order = min(DATASET_ORDER.get(str(layout.dataset_of_key(key)), 9) for key, _ in versions)
-        chosen.append(((order, batch_id), batch_id))
+        chosen.append(((_order(versions), batch_id), batch_id))
     queue = [batch_id for _, batch_id in sorted(chosen)][:limit]
+    resumes: dict[str, int] = {}
     for batch_id in queue:
         document = documents.load_or_new(batch_id)
-        document.resumes += 1
-        documents.save(document)
-    return ResumeScan(queue, {batch_id: [version for version, _ in entries] for batch_id, entries in held.items()})
+        if settled is not None or not document.resume_pending:
+            document.resumes += 1
+            document.resume_pending = True
+            documents.save(document)
+        resumes[batch_id] = document.resumes
+    return ResumeScan(queue, resumes, {batch_id: [version for version, _ in entries] for batch_id, entries in held.items()})
+
+
+def _order(versions: Sequence[FileVersion]) -> int:
+    """Batches bringing songs or users go first (a streams batch before its songs would fail V6)."""
+    return min(DATASET_ORDER.get(str(layout.dataset_of_key(key)), 9) for key, _ in versions)
 
 
 def _give_up(services: BatchServices, document: BatchDocument, versions: list[FileVersion]) -> None:
@@ -545,8 +566,10 @@ def _give_up(services: BatchServices, document: BatchDocument, versions: list[Fi
     services.log(reason)
 
 
-def write_resume_queue(services: BatchServices, queue: list[str]) -> str:
-    """Store the queue for the scheduled resume DAG; returns its URI."""
+def write_resume_queue(services: BatchServices, scan: ResumeScan) -> str:
+    """Store the queue for the MWAA resume sweep (one run per batch, its run id naming the resume, so a resume
+    still queued is not triggered twice); returns its URI."""
     bucket = services.settings.processed_bucket
-    services.store.put_json(bucket, layout.RESUME_QUEUE_KEY, {"batch_ids": queue, "generated_at": now()})
+    runs = [{"batch_id": batch_id, "run_id": f"resume__{batch_id}__{scan.resumes[batch_id]}"} for batch_id in scan.queue]
+    services.store.put_json(bucket, layout.RESUME_QUEUE_KEY, {"batch_ids": scan.queue, "runs": runs, "generated_at": now()})
     return f"s3://{bucket}/{layout.RESUME_QUEUE_KEY}"

@@ -4,16 +4,35 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
-from dagster import AssetExecutionContext, MetadataValue
+from dagster import AssetExecutionContext, Failure, MetadataValue
 
 from music_assets.core import layout
 from music_assets.core.aws import StorageMissingError, explain_missing_storage
-from music_assets.core.orchestration import BatchServices
+from music_assets.core.orchestration import BatchServices, BatchStepError
 from music_assets.core.tracker import FileTracker
 
 from .resources import CloudWatchResource, DynamoDBResource, PipelineS3Resource, PipelineSettings
+
+
+def batch_services(
+    settings: PipelineSettings,
+    s3: PipelineS3Resource,
+    dynamodb: DynamoDBResource,
+    cloudwatch: CloudWatchResource,
+    log: Callable[[str], None],
+) -> BatchServices:
+    """The core's services on the resources' clients."""
+    core_settings = settings.to_settings()
+    return BatchServices(
+        settings=core_settings,
+        store=s3.store(),
+        tracker=FileTracker(dynamodb.table(core_settings.file_tracker_table_name)),
+        kpi_table=dynamodb.table(core_settings.dynamodb_table_name),
+        cloudwatch=cloudwatch.get_client(),
+        log=log,
+    )
 
 
 @dataclass
@@ -34,15 +53,7 @@ class Batch:
         cloudwatch: CloudWatchResource,
     ) -> Batch:
         """The batch of the run's partition (its key is checked against the batch id rules)."""
-        core_settings = settings.to_settings()
-        services = BatchServices(
-            settings=core_settings,
-            store=s3.store(),
-            tracker=FileTracker(dynamodb.table(core_settings.file_tracker_table_name)),
-            kpi_table=dynamodb.table(core_settings.dynamodb_table_name),
-            cloudwatch=cloudwatch.get_client(),
-            log=context.log.info,
-        )
+        services = batch_services(settings, s3, dynamodb, cloudwatch, context.log.info)
         return cls(layout.check_batch_id(context.partition_key), services, s3.endpoint_url)
 
     @property
@@ -54,9 +65,12 @@ class Batch:
 
     @contextmanager
     def explained_errors(self) -> Iterator[None]:
-        """A missing bucket or table is reported with what to do about it."""
+        """A step asked for too early fails at once with what to run first (no retry can help); a missing bucket
+        or table is reported with what to do about it."""
         try:
             yield
+        except BatchStepError as exc:
+            raise Failure(description=str(exc), allow_retries=False) from exc
         except Exception as exc:
             explained = explain_missing_storage(exc, self.endpoint_url)
             if explained:

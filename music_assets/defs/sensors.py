@@ -39,8 +39,8 @@ from music_assets.core.orchestration import (
 )
 from music_assets.core.pipeline import DATASET_ORDER
 from music_assets.core.storage import ObjectInfo
-from music_assets.core.tracker import FileTracker
 
+from .batch import batch_services
 from .jobs import BATCH_PIPELINE_JOB_NAME, batch_pipeline_job
 from .partitions import batch_partitions
 from .resources import CloudWatchResource, DynamoDBResource, PipelineS3Resource, PipelineSettings
@@ -176,15 +176,7 @@ def raw_bucket_sensor(
             skip_reason=f"run {unfinished[0].run_id} of a batch is unfinished; new files wait (if its process died, "
             "terminate the run in the UI: its batch is then resumed)"
         )
-    core_settings = settings.to_settings()
-    services = BatchServices(
-        settings=core_settings,
-        store=s3.store(),
-        tracker=FileTracker(dynamodb.table(core_settings.file_tracker_table_name)),
-        kpi_table=dynamodb.table(core_settings.dynamodb_table_name),
-        cloudwatch=cloudwatch.get_client(),
-        log=context.log.info,
-    )
+    services = batch_services(settings, s3, dynamodb, cloudwatch, context.log.info)
     cursor = json.loads(context.cursor) if context.cursor else {}
     try:
         plan = plan_tick(services, cursor, lambda batch_id: _runs_of(context, batch_id) > 0)

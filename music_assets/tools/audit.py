@@ -29,18 +29,18 @@ from typing import Any, Iterable
 
 import pyarrow.parquet as pq
 
-from . import layout
-from .engines import Engine
-from .kpi_store import read_kpi_items
-from .kpis import export_from_items, to_dynamodb_items
-from .pipeline import PROCEED_STATUSES, compute_daily_kpis
-from .settings import Settings
-from .storage import ObjectInfo, ObjectStore
-from .status import FileStatus
-from .tracker import FileTracker
+from ..core import layout
+from ..core.engines import Engine
+from ..core.kpi_store import read_kpi_items
+from ..core.kpis import export_from_items, to_dynamodb_items
+from ..core.pipeline import PROCEED_STATUSES, compute_daily_kpis
+from ..core.settings import Settings
+from ..core.storage import ObjectInfo, ObjectStore
+from ..core.status import FileStatus
+from ..core.tracker import FileTracker
 
 ARCHIVED, QUARANTINED = FileStatus.ARCHIVED, FileStatus.QUARANTINED
-from .validation import ACCEPTED
+from ..core.validation import ACCEPTED
 
 ARCHIVE_PREFIX = "archive/"
 QUARANTINE_PREFIX = "quarantine/"

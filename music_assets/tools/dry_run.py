@@ -9,13 +9,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from . import layout
-from .engines import create_engine
-from .kpis import DailyKpis, export_from_items, to_dynamodb_items
-from .pipeline import PROCEED_STATUSES, ProcessingResult, compute_daily_kpis, plan_batch, process_batch, validate_batch
-from .settings import Settings
-from .pipeline import Progress
-from .storage import LocalStore
+from ..core import layout
+from ..core.engines import create_engine
+from ..core.kpis import DailyKpis, export_from_items, to_dynamodb_items
+from ..core.pipeline import PROCEED_STATUSES, ProcessingResult, compute_daily_kpis, plan_batch, process_batch, validate_batch
+from ..core.settings import Settings
+from ..core.pipeline import Progress
+from ..core.storage import LocalStore
 
 OUTPUT_BUCKETS = ("processed_bucket", "quarantine_bucket", "archive_bucket")
 UPLOAD_ORDER = ("songs", "users", "streams")

@@ -13,7 +13,7 @@ import pytest
 from oracle.kpi_oracle import oracle_from_dir
 from support import write_text
 from music_assets.cli import main
-from music_assets.core.sample_data import generate_dataset
+from music_assets.tools.sample_data import generate_dataset
 from music_assets.core.settings import Settings
 
 SIZES = {"streams": 4000, "songs": 50, "users": 150, "days": 2, "files": 3}

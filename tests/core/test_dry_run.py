@@ -1,4 +1,4 @@
-"""The ``compute`` dry run (core/dry_run.py): inputs untouched, every row accounted for, both layouts, reruns."""
+"""The ``compute`` dry run (tools/dry_run.py): inputs untouched, every row accounted for, both layouts, reruns."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from oracle.kpi_oracle import oracle_from_dir
-from music_assets.core.dry_run import InputLayoutError, discover_inputs, run_dry
-from music_assets.core.sample_data import generate_dataset
+from music_assets.tools.dry_run import InputLayoutError, discover_inputs, run_dry
+from music_assets.tools.sample_data import generate_dataset
 from music_assets.core.settings import Settings
 
 SIZES = {"streams": 4000, "songs": 50, "users": 150, "days": 2, "files": 3}

@@ -20,9 +20,9 @@ import pytest
 
 from oracle.kpi_oracle import OracleResult, oracle_from_dir
 from support import write_text
-from music_assets.core import dry_run
+from music_assets.tools import dry_run
 from music_assets.core.engines import SparkEngine
-from music_assets.core.sample_data import GeneratedDataset, generate_dataset
+from music_assets.tools.sample_data import GeneratedDataset, generate_dataset
 from music_assets.core.settings import Settings
 from music_assets.core.sql import render
 

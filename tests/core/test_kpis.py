@@ -24,11 +24,11 @@ from oracle import kpi_oracle
 from oracle.kpi_oracle import OracleResult, oracle_from_dir
 from support import write_text
 from music_assets.core import kpis as core_kpis
-from music_assets.core.dry_run import DryRunResult
+from music_assets.tools.dry_run import DryRunResult
 from music_assets.core.engines import DuckDBEngine
 from music_assets.core.kpis import average_per_user, export_from_items, to_dynamodb_items
 from music_assets.core.pipeline import PROCEED_STATUSES, compute_daily_kpis, plan_batch, process_batch, validate_batch
-from music_assets.core.sample_data import generate_dataset
+from music_assets.tools.sample_data import generate_dataset
 from music_assets.core.settings import Settings
 from music_assets.core.storage import LocalStore
 
@@ -116,7 +116,7 @@ def spec_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _run_spec(engine: str, data_dir: Path, out_dir: Path, spark: Any = None) -> SpecRun:
     """``run_dry`` on ``engine``; for Spark its engine factory is made to wrap the shared session."""
-    from music_assets.core import dry_run
+    from music_assets.tools import dry_run
     from music_assets.core.engines import SparkEngine
 
     settings = Settings(engine=engine)

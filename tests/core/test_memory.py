@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from support import REPO_ROOT
-from music_assets.core.sample_data import generate_dataset
+from music_assets.tools.sample_data import generate_dataset
 
 FILE_BYTES = 600 * 1024 * 1024
 CHUNK_BYTES = 4 * 1024 * 1024

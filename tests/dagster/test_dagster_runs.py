@@ -14,9 +14,10 @@ from oracle.kpi_oracle import oracle_from_dir
 
 from music_assets.core.batch_document import BatchDocuments
 from music_assets.defs.mapping import STEP_RETRIES
+from music_assets.defs.partitions import BATCH_PARTITIONS_NAME
 from music_assets.core import aws, layout
 from music_assets.core.engines import local_spark_conf
-from music_assets.core.sample_data import generate_dataset
+from music_assets.tools.sample_data import generate_dataset
 from music_assets.defs.runner import BatchRunOutcome
 from music_assets.defs.resources import EngineResource
 
@@ -226,6 +227,27 @@ def test_rerun_of_a_batch_changes_nothing(lake: Lake) -> None:
     assert {key: item["status"] for key, item in lake.tracker_items().items()} == tracker
     assert latest_metadata(lake.instance, "validation_report", str(first.batch_id))["reused_stored_report"] is True
     assert latest_metadata(lake.instance, "archived_raw_files", str(first.batch_id))["archived_files"] == 3
+
+
+def test_archived_raw_files_materialized_alone_before_the_kpis_is_refused_and_archives_nothing(lake: Lake) -> None:
+    lake.put("songs/songs.csv", SONGS_CSV)
+    batch_id = str(lake.tick().run_requests[0].partition_key)
+    lake.instance.add_dynamic_partitions(BATCH_PARTITIONS_NAME, [batch_id])
+    job = lake.job()
+    validated = job.execute_in_process(partition_key=batch_id, instance=lake.instance,
+                                       asset_selection=[AssetKey("validation_report"), AssetKey("validated_batch")])
+    assert validated.success
+
+    alone = job.execute_in_process(partition_key=batch_id, instance=lake.instance,
+                                   asset_selection=[AssetKey("archived_raw_files")], raise_on_error=False)
+
+    assert not alone.success
+    [failure] = [event for event in alone.all_events if event.is_step_failure]
+    assert "KPIs of batch" in str(failure.step_failure_data.error) and "run the KPI step first" in str(
+        failure.step_failure_data.error)
+    assert lake.keys(lake.settings.raw_data_bucket) == ["songs/songs.csv"]
+    assert lake.keys(lake.settings.archive_bucket) == []
+    assert {item["status"] for item in lake.tracker_items().values()} == {"VALIDATED"}
 
 
 def test_a_step_failing_every_retry_leaves_its_files_resumable_and_the_next_tick_completes_the_batch(

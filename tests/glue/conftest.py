@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from glue.glue_harness import GlueWorld, make_world
 
-from music_assets.core.sample_data import generate_dataset
+from music_assets.tools.sample_data import generate_dataset
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,7 @@ from typing import Any, Iterator
 import glue_scripts.etl_streaming_pipeline_complete as etl_job
 import glue_scripts.music_streaming_validation as validation_job
 from music_assets.core import aws
-from music_assets.core.dry_run import discover_inputs
+from music_assets.tools.dry_run import discover_inputs
 from music_assets.core.kpi_store import read_kpi_items
 from music_assets.core.settings import Settings
 from music_assets.core.storage import ObjectInfo, S3Store

@@ -16,9 +16,9 @@ import pytest
 from glue.glue_harness import GlueWorld
 
 from music_assets.core import aws, layout
-from music_assets.core.audit import audit
+from music_assets.tools.audit import audit
 from music_assets.core.batch_document import BatchDocuments, ProcessingSummary
-from music_assets.core.dry_run import discover_inputs
+from music_assets.tools.dry_run import discover_inputs
 from music_assets.core.engines import DuckDBEngine
 from music_assets.core.kpis import export_from_items, to_dynamodb_items
 from music_assets.core.pipeline import compute_daily_kpis, plan_batch, process_batch, validate_batch

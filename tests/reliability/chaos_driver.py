@@ -345,7 +345,7 @@ class DriverResult:
 class DriverPool:
     """Starts drivers as children of a forkserver that preloaded dagster and the pipeline."""
 
-    PRELOAD = ["chaos_driver", "music_assets.defs.runner", "music_assets.core.audit", "duckdb", "pyarrow.parquet"]
+    PRELOAD = ["chaos_driver", "music_assets.defs.runner", "music_assets.tools.audit", "duckdb", "pyarrow.parquet"]
 
     def __init__(self, work_dir: Path, env: dict[str, str]) -> None:
         self.work_dir = Path(work_dir)

@@ -18,7 +18,7 @@ from dagster_support import SONGS_CSV, STREAMS_HEADER, USERS_CSV, Lake
 from oracle.kpi_oracle import oracle_from_dir
 
 from music_assets.core import layout
-from music_assets.core.audit import AuditResult, audit
+from music_assets.tools.audit import AuditResult, audit
 from music_assets.core.engines import DuckDBEngine
 from music_assets.core.settings import Settings
 from music_assets.core.tables import ensure_buckets, ensure_tables

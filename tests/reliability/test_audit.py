@@ -16,7 +16,7 @@ from dagster_support import Lake, StackClients
 from reliability_support import SMALL_BATCH, Ledger, account, fresh_settings
 
 from music_assets.core import layout
-from music_assets.core.audit import AuditResult, audit
+from music_assets.tools.audit import AuditResult, audit
 from music_assets.core.engines import DuckDBEngine
 
 

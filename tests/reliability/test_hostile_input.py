@@ -23,7 +23,7 @@ from reliability_support import STREAMS_A, STREAMS_B, Ledger, account, record
 from music_assets.core import layout
 from music_assets.core.layout import InvalidBatchId
 from music_assets.core.pipeline import plan_batch
-from music_assets.core.sample_data import generate_dataset
+from music_assets.tools.sample_data import generate_dataset
 from music_assets.defs.partitions import BATCH_PARTITIONS_NAME
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

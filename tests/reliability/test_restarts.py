@@ -13,7 +13,7 @@ from reliability_support import SMALL_BATCH, Ledger, account, record
 
 from music_assets import cli
 from music_assets.core import aws
-from music_assets.core.audit import audit
+from music_assets.tools.audit import audit
 from music_assets.core.aws import StorageMissingError
 from music_assets.core.engines import DuckDBEngine
 from music_assets.core.settings import Settings

@@ -68,8 +68,8 @@ def validated_batch(
     batch = Batch.open(context, settings, s3, dynamodb, cloudwatch)
     with batch.explained_errors():
         report = load_report(batch.services, batch.batch_id)
-    if report is None:
-        raise BatchStepError(f"batch {batch.batch_id} has no validation report: materialize validation_report first")
+        if report is None:
+            raise BatchStepError(f"batch {batch.batch_id} has no validation report: materialize validation_report first")
     status = report["overall_status"]
     if status not in PROCEED_STATUSES:
         context.log.info(f"batch {batch.batch_id} is {status}: processing, KPIs and archiving are skipped")
