@@ -10,6 +10,15 @@ from .config import Environment, EnvironmentConfigError, load_environment
 from .graph import AssetGraphError, MwaaTask, TaskGraph, task_graph
 
 __all__ = [
-    "DAG_ID", "RESUME_SWEEP_DAG_ID", "AssetGraphError", "Environment", "EnvironmentConfigError", "ExportResult",
-    "MwaaTask", "TaskGraph", "export_bundle", "load_environment", "task_graph",
+    "DAG_ID",
+    "RESUME_SWEEP_DAG_ID",
+    "AssetGraphError",
+    "Environment",
+    "EnvironmentConfigError",
+    "ExportResult",
+    "MwaaTask",
+    "TaskGraph",
+    "export_bundle",
+    "load_environment",
+    "task_graph",
 ]

@@ -24,8 +24,17 @@ from music_assets.defs.mapping import STEP_RETRIES
 from . import iam
 from .archives import LAMBDA_HANDLER, core_zip, lambda_zip
 from .config import DEFAULT_CONFIG_PATH, DEFAULT_ENVIRONMENT, Environment, EnvironmentConfigError, load_environment
-from .glue import CORE_ZIP_NAME, GLUE_PREFIX, GlueScript, GlueScriptError, create_job_request, discover_scripts
-from .glue import operator_create_job_kwargs, s3_uri, script_for
+from .glue import (
+    CORE_ZIP_NAME,
+    GLUE_PREFIX,
+    GlueScript,
+    GlueScriptError,
+    create_job_request,
+    discover_scripts,
+    operator_create_job_kwargs,
+    s3_uri,
+    script_for,
+)
 from .graph import STRUCTURAL_TASKS, SUCCESS_END, VALIDATION_FAILED_END, TaskGraph, task_graph
 
 if TYPE_CHECKING:
@@ -106,11 +115,17 @@ def _templates() -> jinja2.Environment:
     """Jinja with ``<< >>`` / ``<% %>`` delimiters, so Airflow's own ``{{ }}`` pass through untouched."""
     environment = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
-        variable_start_string="<<", variable_end_string=">>",
-        block_start_string="<%", block_end_string="%>",
-        comment_start_string="<#", comment_end_string="#>",
-        trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
-        undefined=jinja2.StrictUndefined, autoescape=False,  # noqa: S701 - renders Python source, not HTML
+        variable_start_string="<<",
+        variable_end_string=">>",
+        block_start_string="<%",
+        block_end_string="%>",
+        comment_start_string="<#",
+        comment_end_string="#>",
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,  # noqa: S701 - renders Python source, not HTML
     )
     environment.filters["py"] = lambda value, indent=0: py_literal(value, indent)
     return environment
@@ -189,32 +204,40 @@ def render_dag(graph: TaskGraph, env: Environment, jobs: dict[str, _GlueJob]) ->
         for name, job in jobs.items()
     }
     structural = [
-        {"var": task_id, "task_id": task_id, "trigger_rule": "none_failed_min_one_success" if task_id == SUCCESS_END else None}
+        {
+            "var": task_id,
+            "task_id": task_id,
+            "trigger_rule": "none_failed_min_one_success" if task_id == SUCCESS_END else None,
+        }
         for task_id in STRUCTURAL_TASKS
     ]
     placeholder = "BATCH_ID_PLACEHOLDER"
-    return _templates().get_template(f"{DAG_ID}.py.j2").render(
-        dag_id=DAG_ID,
-        env=env,
-        batch_id_pattern=layout.BATCH_ID_PATTERN.pattern,
-        report_key=layout.report_key(placeholder).replace(placeholder, "{batch_id}"),
-        validation_task=graph.upstream(graph.branch.task_id)[0],
-        next_tasks=next_tasks,
-        batch_id_template=BATCH_ID_TEMPLATE,
-        processing_date_template=PROCESSING_DATE_TEMPLATE,
-        files_json_template=FILES_JSON_TEMPLATE,
-        runtime_args=_runtime_args(jobs),
-        batch_run_args=list(RUN_ARGS),
-        glue_jobs=glue_jobs,
-        structural_tasks=structural,
-        tasks=[{**asdict(task), "var": task.task_id} for task in graph.tasks],
-        edges=graph.all_edges(),
-        step_retries=STEP_RETRIES,
-        resume_sweep_dag_id=RESUME_SWEEP_DAG_ID,
-        resume_queue_key=layout.RESUME_QUEUE_KEY,
-        resume_scan_job=_resume_scan_job(graph, jobs),
-        resume_scan_task_type=ValidationTask.RESUME_SCAN.value,
-        resume_scan_batch_id=RESUME_SCAN_BATCH_ID,
+    return (
+        _templates()
+        .get_template(f"{DAG_ID}.py.j2")
+        .render(
+            dag_id=DAG_ID,
+            env=env,
+            batch_id_pattern=layout.BATCH_ID_PATTERN.pattern,
+            report_key=layout.report_key(placeholder).replace(placeholder, "{batch_id}"),
+            validation_task=graph.upstream(graph.branch.task_id)[0],
+            next_tasks=next_tasks,
+            batch_id_template=BATCH_ID_TEMPLATE,
+            processing_date_template=PROCESSING_DATE_TEMPLATE,
+            files_json_template=FILES_JSON_TEMPLATE,
+            runtime_args=_runtime_args(jobs),
+            batch_run_args=list(RUN_ARGS),
+            glue_jobs=glue_jobs,
+            structural_tasks=structural,
+            tasks=[{**asdict(task), "var": task.task_id} for task in graph.tasks],
+            edges=graph.all_edges(),
+            step_retries=STEP_RETRIES,
+            resume_sweep_dag_id=RESUME_SWEEP_DAG_ID,
+            resume_queue_key=layout.RESUME_QUEUE_KEY,
+            resume_scan_job=_resume_scan_job(graph, jobs),
+            resume_scan_task_type=ValidationTask.RESUME_SCAN.value,
+            resume_scan_batch_id=RESUME_SCAN_BATCH_ID,
+        )
     )
 
 
@@ -292,7 +315,7 @@ def _prepare(out_dir: Path) -> None:
 def export_bundle(
     out_dir: Path,
     env: str = DEFAULT_ENVIRONMENT,
-    definitions: "Definitions | None" = None,
+    definitions: Definitions | None = None,
     *,
     config_path: Path = DEFAULT_CONFIG_PATH,
 ) -> ExportResult:
@@ -324,17 +347,35 @@ def export_bundle(
         texts[f"{GLUE_PREFIX}/{name}.json"] = _json_text(job.request)
         texts[f"{GLUE_PREFIX}/{job.script.path.name}"] = job.script.path.read_text(encoding="utf-8")
     binaries = {f"{GLUE_PREFIX}/{CORE_ZIP_NAME}": core_zip(), LAMBDA_ZIP: lambda_zip()}
-    texts["DEPLOY.md"] = _templates().get_template("DEPLOY.md.j2").render(
-        env=environment, dag_id=DAG_ID, resume_sweep_dag_id=RESUME_SWEEP_DAG_ID, dag_path=DAG_PATH, jobs=jobs,
-        glue_prefix=GLUE_PREFIX,
-        core_zip=CORE_ZIP_NAME, core_zip_uri=s3_uri(environment, CORE_ZIP_NAME), lambda_zip=LAMBDA_ZIP,
-        tables=[d["TableName"] for d in table_definitions(environment.settings)],
-        buckets=list(dict.fromkeys([
-            environment.raw_data_bucket, environment.processed_bucket, environment.archive_bucket,
-            environment.quarantine_bucket, environment.glue_assets_bucket,
-        ])),
-        raw_prefixes=RAW_PREFIXES, report_key=layout.report_key("BATCH_ID").replace("BATCH_ID", "<batch_id>"),
-        resume_queue_key=layout.RESUME_QUEUE_KEY,
+    texts["DEPLOY.md"] = (
+        _templates()
+        .get_template("DEPLOY.md.j2")
+        .render(
+            env=environment,
+            dag_id=DAG_ID,
+            resume_sweep_dag_id=RESUME_SWEEP_DAG_ID,
+            dag_path=DAG_PATH,
+            jobs=jobs,
+            glue_prefix=GLUE_PREFIX,
+            core_zip=CORE_ZIP_NAME,
+            core_zip_uri=s3_uri(environment, CORE_ZIP_NAME),
+            lambda_zip=LAMBDA_ZIP,
+            tables=[d["TableName"] for d in table_definitions(environment.settings)],
+            buckets=list(
+                dict.fromkeys(
+                    [
+                        environment.raw_data_bucket,
+                        environment.processed_bucket,
+                        environment.archive_bucket,
+                        environment.quarantine_bucket,
+                        environment.glue_assets_bucket,
+                    ]
+                )
+            ),
+            raw_prefixes=RAW_PREFIXES,
+            report_key=layout.report_key("BATCH_ID").replace("BATCH_ID", "<batch_id>"),
+            resume_queue_key=layout.RESUME_QUEUE_KEY,
+        )
     )
     _prepare(out_dir)
     for name, text in texts.items():

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import re
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import botocore.session
 
@@ -114,9 +115,12 @@ class Environment:
     def settings(self) -> Settings:
         """The pipeline settings (buckets, tables, region) this environment runs with."""
         return Settings(
-            raw_data_bucket=self.raw_data_bucket, processed_bucket=self.processed_bucket,
-            archive_bucket=self.archive_bucket, quarantine_bucket=self.quarantine_bucket,
-            dynamodb_table_name=self.dynamodb_table_name, aws_region=self.aws_region,
+            raw_data_bucket=self.raw_data_bucket,
+            processed_bucket=self.processed_bucket,
+            archive_bucket=self.archive_bucket,
+            quarantine_bucket=self.quarantine_bucket,
+            dynamodb_table_name=self.dynamodb_table_name,
+            aws_region=self.aws_region,
         )
 
     @property
@@ -167,8 +171,11 @@ def _glue_settings(values: Mapping[str, Any], where: str) -> GlueSettings:
     worker_types = botocore.session.get_session().get_service_model("glue").shape_for("WorkerType").enum
     jobs = values.get("jobs", {})
     for job, overrides in jobs.items():
-        _typed(GlueJobSettings, {**{f.name: values.get(f.name) for f in fields(GlueJobSettings)}, **overrides},
-               f"{where}.jobs.{job}")
+        _typed(
+            GlueJobSettings,
+            {**{f.name: values.get(f.name) for f in fields(GlueJobSettings)}, **overrides},
+            f"{where}.jobs.{job}",
+        )
     for job_values in [values, *jobs.values()]:
         if "worker_type" in job_values and job_values["worker_type"] not in worker_types:
             raise EnvironmentConfigError(

@@ -8,9 +8,10 @@ imported), so a job's arguments follow what its script actually reads.
 from __future__ import annotations
 
 import ast
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from .config import REPO_ROOT, Environment
 
@@ -99,7 +100,9 @@ def script_for(scripts: Mapping[str, GlueScript], job_name: str, task_type: str 
         )
     script = scripts[job_name]
     if task_type is None and script.task_types:
-        raise GlueScriptError(f"task {task_id!r}: job {job_name!r} needs glue/task_type, one of {', '.join(script.task_types)}")
+        raise GlueScriptError(
+            f"task {task_id!r}: job {job_name!r} needs glue/task_type, one of {', '.join(script.task_types)}"
+        )
     if task_type is not None and task_type not in script.task_types:
         raise GlueScriptError(
             f"task {task_id!r}: {script.path.name} does not accept glue/task_type {task_type!r} "

@@ -9,8 +9,9 @@ reduced. Nothing here lists tasks by hand: adding an asset changes the DAG.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from music_assets.defs.mapping import GLUE_JOB_NAME, GLUE_TASK_TYPE, MWAA_BRANCH, MWAA_TASK_ID
 
@@ -78,8 +79,12 @@ class TaskGraph:
 
     def all_edges(self) -> list[tuple[str, str]]:
         """Every edge of the generated DAG, mapped and structural, from ``start`` to the end tasks."""
-        rank = {START: -1, **{t.task_id: i for i, t in enumerate(self.tasks)}, SUCCESS_END: len(self.tasks),
-                VALIDATION_FAILED_END: len(self.tasks) + 1}
+        rank = {
+            START: -1,
+            **{t.task_id: i for i, t in enumerate(self.tasks)},
+            SUCCESS_END: len(self.tasks),
+            VALIDATION_FAILED_END: len(self.tasks) + 1,
+        }
         return sorted({*self.edges, *self.structural_edges()}, key=lambda e: (rank[e[0]], rank[e[1]]))
 
 
@@ -214,9 +219,12 @@ def task_graph_from_specs(specs: Iterable[Any]) -> TaskGraph:
             f"the gate {gate!r} must depend on exactly one task (the validation whose report it reads) "
             "and have downstream tasks to run when the batch passes"
         )
-    return TaskGraph(tasks=tuple(tasks[t] for t in order), edges=tuple(sorted(reduced, key=lambda e: (order.index(e[0]), order.index(e[1])))))
+    return TaskGraph(
+        tasks=tuple(tasks[t] for t in order),
+        edges=tuple(sorted(reduced, key=lambda e: (order.index(e[0]), order.index(e[1])))),
+    )
 
 
-def task_graph(definitions: "Definitions") -> TaskGraph:
+def task_graph(definitions: Definitions) -> TaskGraph:
     """The task graph of a Dagster ``Definitions`` object."""
     return task_graph_from_specs(definitions.resolve_all_asset_specs())

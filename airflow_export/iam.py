@@ -14,7 +14,9 @@ POLICY_VERSION = "2012-10-17"
 GLUE_SERVICE_NAMESPACE = "Glue"
 
 
-def _statement(sid: str, actions: list[str], resources: list[str], condition: dict[str, Any] | None = None) -> dict[str, Any]:
+def _statement(
+    sid: str, actions: list[str], resources: list[str], condition: dict[str, Any] | None = None
+) -> dict[str, Any]:
     statement: dict[str, Any] = {"Sid": sid, "Effect": "Allow", "Action": actions, "Resource": resources}
     if condition:
         statement["Condition"] = condition
@@ -42,15 +44,19 @@ def glue_job_policy(env: Environment) -> dict[str, Any]:
     return _policy(
         _statement("ReadGlueScriptsAndCoreZip", ["s3:GetObject"], [f"{_bucket(env.glue_assets_bucket)}/glue/*"]),
         _statement("ListPipelineBuckets", ["s3:ListBucket"], [_bucket(b) for b in dict.fromkeys(buckets)]),
-        _statement("ReadAndRemoveRawFiles", ["s3:GetObject", "s3:DeleteObject"], [f"{_bucket(settings.raw_data_bucket)}/*"]),
         _statement(
-            "ReadWriteProcessedData", ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+            "ReadAndRemoveRawFiles", ["s3:GetObject", "s3:DeleteObject"], [f"{_bucket(settings.raw_data_bucket)}/*"]
+        ),
+        _statement(
+            "ReadWriteProcessedData",
+            ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
             [f"{_bucket(settings.processed_bucket)}/*"],
         ),
         _statement("WriteArchive", ["s3:GetObject", "s3:PutObject"], [f"{_bucket(settings.archive_bucket)}/*"]),
         _statement("WriteQuarantine", ["s3:GetObject", "s3:PutObject"], [f"{_bucket(settings.quarantine_bucket)}/*"]),
         _statement(
-            "ReplaceDailyKpis", ["dynamodb:Query", "dynamodb:BatchWriteItem", "dynamodb:PutItem", "dynamodb:DeleteItem"],
+            "ReplaceDailyKpis",
+            ["dynamodb:Query", "dynamodb:BatchWriteItem", "dynamodb:PutItem", "dynamodb:DeleteItem"],
             [table],
         ),
         _statement("ReadGenreHistoryIndex", ["dynamodb:Query"], [f"{table}/index/{KPI_GSI_NAME}"]),
@@ -60,11 +66,14 @@ def glue_job_policy(env: Environment) -> dict[str, Any]:
             [env.arn("dynamodb", f"table/{settings.file_tracker_table_name}")],
         ),
         _statement(
-            "PublishPipelineMetrics", ["cloudwatch:PutMetricData"], ["*"],
+            "PublishPipelineMetrics",
+            ["cloudwatch:PutMetricData"],
+            ["*"],
             {"StringEquals": {"cloudwatch:namespace": [VALIDATION_NAMESPACE, ETL_NAMESPACE, GLUE_SERVICE_NAMESPACE]}},
         ),
         _statement(
-            "WriteGlueLogs", ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
+            "WriteGlueLogs",
+            ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
             [env.arn("logs", "log-group:/aws-glue/*")],
         ),
     )
@@ -74,12 +83,14 @@ def lambda_policy(env: Environment) -> dict[str, Any]:
     """The trigger Lambda's role: start DAG runs by the configured method, and its own logs."""
     if env.lambda_trigger_method == "rest":
         trigger = _statement(
-            "TriggerDagRunsViaRestApi", ["airflow:InvokeRestApi"],
+            "TriggerDagRunsViaRestApi",
+            ["airflow:InvokeRestApi"],
             [env.arn("airflow", f"role/{env.mwaa_environment_name}/{env.mwaa_rest_role}")],
         )
     else:
         trigger = _statement(
-            "TriggerDagRunsViaCli", ["airflow:CreateCliToken"],
+            "TriggerDagRunsViaCli",
+            ["airflow:CreateCliToken"],
             [env.arn("airflow", f"environment/{env.mwaa_environment_name}")],
         )
     log_group = f"log-group:/aws/lambda/{env.lambda_function_name}"

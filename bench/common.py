@@ -14,8 +14,9 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_DIR = ROOT / "bench"
@@ -93,7 +94,10 @@ def ensure_dataset(data_dir: Path, rows: int, seed: int, log: Any = None) -> Pat
     try:
         generated = generate_dataset(staging / "d", streams=rows, seed=seed, **GENERATOR_PARAMS)
         meta = {
-            "rows": rows, "seed": seed, "generator_version": GENERATOR_VERSION, **GENERATOR_PARAMS,
+            "rows": rows,
+            "seed": seed,
+            "generator_version": GENERATOR_VERSION,
+            **GENERATOR_PARAMS,
             "row_counts": generated.row_counts,
             "stream_bytes": sum(p.stat().st_size for p in generated.stream_paths),
             "generated_in_s": round(time.perf_counter() - started, 2),
@@ -216,7 +220,7 @@ class TreeMemory:
         while not self._stop.wait(self.interval):
             self.sample()
 
-    def __enter__(self) -> "TreeMemory":
+    def __enter__(self) -> TreeMemory:
         self.sample(relist=True)
         self._cpu_start = dict(self._cpu_last)
         self._thread = threading.Thread(target=self._loop, name="tree-rss", daemon=True)
@@ -254,7 +258,7 @@ class Stopwatch:
         self.stages: dict[str, float] = {}
 
     class _Stage:
-        def __init__(self, watch: "Stopwatch", name: str) -> None:
+        def __init__(self, watch: Stopwatch, name: str) -> None:
             self.watch, self.name = watch, name
 
         def __enter__(self) -> None:
@@ -264,7 +268,7 @@ class Stopwatch:
             elapsed = time.perf_counter() - self.started
             self.watch.stages[self.name] = self.watch.stages.get(self.name, 0.0) + elapsed
 
-    def stage(self, name: str) -> "Stopwatch._Stage":
+    def stage(self, name: str) -> Stopwatch._Stage:
         return Stopwatch._Stage(self, name)
 
 
@@ -281,8 +285,9 @@ def emit(metrics: dict[str, float], info: dict[str, Any] | None = None) -> None:
 def kpi_digest(genre_rows: Iterable[tuple], top_genres: Iterable[tuple]) -> tuple[str, int, int]:
     """A digest of (date, genre, listens, unique listeners, total ms, top-3 track ids) rows and of
     (date, top-5 genre names); returns (digest, number of genre rows, total listens)."""
-    rows = sorted((str(d), str(g), int(n), int(u), int(t), tuple(str(x) for x in top3))
-                  for d, g, n, u, t, top3 in genre_rows)
+    rows = sorted(
+        (str(d), str(g), int(n), int(u), int(t), tuple(str(x) for x in top3)) for d, g, n, u, t, top3 in genre_rows
+    )
     tops = sorted((str(d), tuple(str(x) for x in genres)) for d, genres in top_genres)
     payload = json.dumps([rows, tops], separators=(",", ":")).encode()
     return hashlib.sha256(payload).hexdigest()[:16], len(rows), sum(r[2] for r in rows)
@@ -291,10 +296,18 @@ def kpi_digest(genre_rows: Iterable[tuple], top_genres: Iterable[tuple]) -> tupl
 def kpi_digest_from_export(export: dict[str, Any]) -> tuple[str, int, int]:
     """The digest of the pipeline's KPI export JSON (``daily_genre_kpis``, ``daily_top_genres``)."""
     genre_rows = [
-        (r["date"], r["genre"], r["listen_count"], r["unique_listeners"], r["total_listening_time_ms"],
-         [s["track_id"] for s in sorted(r["top_3_songs"], key=lambda s: s["rank"])])
+        (
+            r["date"],
+            r["genre"],
+            r["listen_count"],
+            r["unique_listeners"],
+            r["total_listening_time_ms"],
+            [s["track_id"] for s in sorted(r["top_3_songs"], key=lambda s: s["rank"])],
+        )
         for r in export["daily_genre_kpis"]
     ]
-    tops = [(r["date"], [g["genre"] for g in sorted(r["top_5_genres"], key=lambda g: g["rank"])])
-            for r in export["daily_top_genres"]]
+    tops = [
+        (r["date"], [g["genre"] for g in sorted(r["top_5_genres"], key=lambda g: g["rank"])])
+        for r in export["daily_top_genres"]
+    ]
     return kpi_digest(genre_rows, tops)

@@ -19,21 +19,31 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from bench.cases import CASES, NEEDS_1GB
 from bench.common import (
-    DEFAULT_DATA_DIR, DEFAULT_RESULTS_DIR, RESULT_MARKER, ROOT, ensure_dataset, ensure_one_gb_file, parse_rows,
+    DEFAULT_DATA_DIR,
+    DEFAULT_RESULTS_DIR,
+    RESULT_MARKER,
+    ROOT,
+    ensure_dataset,
+    ensure_one_gb_file,
+    parse_rows,
     size_label,
 )
 
 DEFAULT_ROWS = "1M,10M"
 CASE_TIMEOUT_S = 3600
 # Case -> the name its figures carry: "<prefix>_<size>_<metric>" for sized cases, "<prefix>_<metric>" else.
-FIXED_PREFIX = {"floor_1gb": "floor_1gb", "validation_1gb": "validation_1gb", "sensor_tick_10k": "sensor_tick_10k",
-                "dag_parse": "dag_parse"}
+FIXED_PREFIX = {
+    "floor_1gb": "floor_1gb",
+    "validation_1gb": "validation_1gb",
+    "sensor_tick_10k": "sensor_tick_10k",
+    "dag_parse": "dag_parse",
+}
 E2E_STAGES = ("upload", "validate", "process", "kpis", "store", "archive")
 
 
@@ -94,8 +104,9 @@ def run_case(case: str, data: Path | None, rows: int | None, seed: int, log_dir:
     with tempfile.TemporaryDirectory(prefix="bench-case-") as cwd, log_path.open("wb") as stderr:
         env.setdefault("AIRFLOW_HOME", str(Path(cwd) / "airflow_home"))
         try:
-            done = subprocess.run(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=stderr,
-                                  timeout=CASE_TIMEOUT_S, check=False)
+            done = subprocess.run(
+                command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=stderr, timeout=CASE_TIMEOUT_S, check=False
+            )
         except subprocess.TimeoutExpired:
             raise RuntimeError(f"timed out after {CASE_TIMEOUT_S} s (log: {log_path})") from None
     stdout = done.stdout.decode("utf-8", "replace")
@@ -103,7 +114,7 @@ def run_case(case: str, data: Path | None, rows: int | None, seed: int, log_dir:
     if done.returncode != 0 or not lines:
         tail = log_path.read_text("utf-8", "replace").strip().splitlines()[-3:]
         raise RuntimeError(f"exit code {done.returncode}: {' | '.join(tail) or 'no output'} (log: {log_path})")
-    return json.loads(lines[-1][len(RESULT_MARKER):])
+    return json.loads(lines[-1][len(RESULT_MARKER) :])
 
 
 def plan(cases: list[str], sizes: list[int]) -> list[tuple[str, int | None]]:
@@ -117,8 +128,9 @@ def plan(cases: list[str], sizes: list[int]) -> list[tuple[str, int | None]]:
 
 def run_all(args: argparse.Namespace) -> list[CaseRun]:
     sizes, cases = args.rows, args.cases
-    datasets = {rows: ensure_dataset(args.data_dir, rows, args.seed, log) for rows in sizes
-                if any(CASES[c][2] for c in cases)}
+    datasets = {
+        rows: ensure_dataset(args.data_dir, rows, args.seed, log) for rows in sizes if any(CASES[c][2] for c in cases)
+    }
     one_gb = ensure_one_gb_file(args.data_dir, args.seed, log) if NEEDS_1GB & set(cases) else None
     work = plan(cases, sizes)
     results: list[CaseRun] = []
@@ -139,8 +151,10 @@ def run_all(args: argparse.Namespace) -> list[CaseRun]:
                 break
             entry.runs.append(result)
             figure = result["metrics"].get("s")
-            log(f"[{number}/{len(work)}] {name} run {repeat}/{args.repeat}: "
-                f"{'' if figure is None else f'{figure:.3f} s measured, '}{time.perf_counter() - started:.1f} s wall")
+            log(
+                f"[{number}/{len(work)}] {name} run {repeat}/{args.repeat}: "
+                f"{'' if figure is None else f'{figure:.3f} s measured, '}{time.perf_counter() - started:.1f} s wall"
+            )
         results.append(entry)
     return results
 
@@ -189,46 +203,83 @@ def evaluate_targets(figures: dict[str, float], sizes: list[int]) -> list[Target
         floor, floor_name = figures.get("floor_1gb_mb_s"), "floor_1gb"
     both = validation is not None and floor is not None
     same_file = figures.get("floor_1gb_mb_s")
-    add("validation >= 0.4 x floor MB/s (1 GB file)", both, both and validation >= 0.4 * floor,
+    add(
+        "validation >= 0.4 x floor MB/s (1 GB file)",
+        both,
+        both and validation >= 0.4 * floor,
         f"validation_1gb {f(validation)} MB/s vs 0.4 x {floor_name} {f(floor)} MB/s = {f(0.4 * (floor or 0))} MB/s "
         f"({(validation or 0) / (floor or 1):.2f} x floor"
-        + (f"; {(validation or 0) / same_file:.2f} x floor_1gb {f(same_file)} MB/s on the same file)" if same_file
-           else ")"))
+        + (
+            f"; {(validation or 0) / same_file:.2f} x floor_1gb {f(same_file)} MB/s on the same file)"
+            if same_file
+            else ")"
+        ),
+    )
     rss = figures.get("validation_1gb_peak_rss_mb")
-    add("validation peak RSS <= 400 MB (1 GB file)", rss is not None, rss is not None and rss <= 400,
-        f"validation_1gb peak RSS {f(rss)} MB")
+    add(
+        "validation peak RSS <= 400 MB (1 GB file)",
+        rss is not None,
+        rss is not None and rss <= 400,
+        f"validation_1gb peak RSS {f(rss)} MB",
+    )
 
     e2e, at = _at(figures, "e2e_duckdb", sizes, "s")
     plain = figures.get(f"plain_duckdb_{at}_s") if at else None
     note = "" if at == "10M" else f" [at {at}; the target is defined at 10M]"
     both = e2e is not None and plain is not None
-    add("e2e_duckdb <= 3 x plain_duckdb (10M)", both, both and e2e <= 3 * plain,
+    add(
+        "e2e_duckdb <= 3 x plain_duckdb (10M)",
+        both,
+        both and e2e <= 3 * plain,
         f"e2e_duckdb_{at} {f(e2e)} s vs 3 x plain_duckdb_{at} {f(plain)} s = {f(3 * (plain or 0))} s "
-        f"({(e2e or 0) / (plain or 1):.1f} x){note}")
+        f"({(e2e or 0) / (plain or 1):.1f} x){note}",
+    )
     rss, at = _at(figures, "e2e_duckdb", sizes, "peak_rss_mb")
     without = figures.get(f"e2e_duckdb_{at}_peak_rss_without_stack_mb")
     note = "" if at == "10M" else f" [at {at}]"
-    add("e2e_duckdb peak RSS <= 3 GB (10M)", rss is not None, rss is not None and rss <= 3000,
+    add(
+        "e2e_duckdb peak RSS <= 3 GB (10M)",
+        rss is not None,
+        rss is not None and rss <= 3000,
         f"e2e_duckdb_{at} peak RSS {f(rss)} MB for the whole tree incl. the moto server "
-        f"({f(without)} MB without it){note}")
+        f"({f(without)} MB without it){note}",
+    )
     spark, at = _at(figures, "e2e_spark", sizes, "s")
     duck = figures.get(f"e2e_duckdb_{at}_s") if at else None
     note = "" if at == "10M" else f" [at {at}]"
     both = spark is not None and duck is not None
-    add("e2e_spark <= 6 x e2e_duckdb (10M, Spark start-up included)", both, both and spark <= 6 * duck,
+    add(
+        "e2e_spark <= 6 x e2e_duckdb (10M, Spark start-up included)",
+        both,
+        both and spark <= 6 * duck,
         f"e2e_spark_{at} {f(spark)} s vs 6 x e2e_duckdb_{at} {f(duck)} s = {f(6 * (duck or 0))} s "
-        f"({(spark or 0) / (duck or 1):.1f} x){note}")
-    most = {k.removesuffix("_max_files_per_partition"): v for k, v in figures.items()
-            if k.startswith("e2e_") and k.endswith("_max_files_per_partition")}
-    add("Parquet: at most one file per (date, genre)", bool(most), all(v <= 1 for v in most.values()),
-        ", ".join(f"{name}: max {v:g} per partition ({figures.get(name + '_parquet_files', 0):g} files, "
-                  f"{figures.get(name + '_partitions', 0):g} partitions)" for name, v in sorted(most.items())))
+        f"({(spark or 0) / (duck or 1):.1f} x){note}",
+    )
+    most = {
+        k.removesuffix("_max_files_per_partition"): v
+        for k, v in figures.items()
+        if k.startswith("e2e_") and k.endswith("_max_files_per_partition")
+    }
+    add(
+        "Parquet: at most one file per (date, genre)",
+        bool(most),
+        all(v <= 1 for v in most.values()),
+        ", ".join(
+            f"{name}: max {v:g} per partition ({figures.get(name + '_parquet_files', 0):g} files, "
+            f"{figures.get(name + '_partitions', 0):g} partitions)"
+            for name, v in sorted(most.items())
+        ),
+    )
     for rows in (1_000_000, 10_000_000):
         label = size_label(rows)
         e2e, pandas = figures.get(f"e2e_duckdb_{label}_s"), figures.get(f"naive_pandas_{label}_s")
         both = e2e is not None and pandas is not None
-        add(f"e2e_duckdb faster than naive_pandas ({label})", both, both and e2e < pandas,
-            f"e2e_duckdb_{label} {f(e2e)} s vs naive_pandas_{label} {f(pandas)} s")
+        add(
+            f"e2e_duckdb faster than naive_pandas ({label})",
+            both,
+            both and e2e < pandas,
+            f"e2e_duckdb_{label} {f(e2e)} s vs naive_pandas_{label} {f(pandas)} s",
+        )
     tick = figures.get("sensor_tick_10k_s")
     add("sensor_tick_10k <= 2 s", tick is not None, tick is not None and tick <= 2, f"sensor_tick_10k {f(tick)} s")
     parse = figures.get("dag_parse_s")
@@ -287,17 +338,27 @@ def format_table(results: list[CaseRun], repeat: int) -> str:
     header = ["case", "rows", "time s", "CPU s", "MB/s", "rows/s", "peak RSS MB", "notes"]
     lines = [header]
     for entry in results:
-        rows = size_label(entry.rows) if entry.rows else (
-            "1 GiB file" if entry.case in NEEDS_1GB else "10k keys" if entry.case == "sensor_tick_10k" else "–")
+        rows = (
+            size_label(entry.rows)
+            if entry.rows
+            else ("1 GiB file" if entry.case in NEEDS_1GB else "10k keys" if entry.case == "sensor_tick_10k" else "–")
+        )
         if not entry.runs:
             lines.append([entry.case, rows, "–", "–", "–", "–", "–", f"FAILED: {entry.errors[-1][:160]}"])
             continue
         m = entry.median()
-        lines.append([
-            entry.case, rows, _fmt(m.get("s"), 3 if (m.get("s") or 0) < 10 else 1), _fmt(m.get("cpu_s"), 1),
-            _fmt(m.get("mb_s"), 1), _rate(m.get("rows_s")), _fmt(m.get("peak_rss_mb"), 0),
-            _notes(entry, m) + (f" (only {len(entry.runs)}/{repeat} runs)" if len(entry.runs) < repeat else ""),
-        ])
+        lines.append(
+            [
+                entry.case,
+                rows,
+                _fmt(m.get("s"), 3 if (m.get("s") or 0) < 10 else 1),
+                _fmt(m.get("cpu_s"), 1),
+                _fmt(m.get("mb_s"), 1),
+                _rate(m.get("rows_s")),
+                _fmt(m.get("peak_rss_mb"), 0),
+                _notes(entry, m) + (f" (only {len(entry.runs)}/{repeat} runs)" if len(entry.runs) < repeat else ""),
+            ]
+        )
     widths = [max(len(str(line[i])) for line in lines) for i in range(len(header))]
     out = []
     for index, line in enumerate(lines):
@@ -315,11 +376,13 @@ def check_kpis_agree(results: list[CaseRun]) -> list[str]:
         if len(digests) < 2:
             continue
         if len(set(digests.values())) == 1:
-            messages.append(f"KPIs at {size_label(rows)} agree across {', '.join(digests)} "
-                            f"(digest {next(iter(digests.values()))})")
+            messages.append(
+                f"KPIs at {size_label(rows)} agree across {', '.join(digests)} (digest {next(iter(digests.values()))})"
+            )
         else:
-            messages.append(f"WARNING: KPIs at {size_label(rows)} DIFFER: "
-                            + ", ".join(f"{c}={d}" for c, d in digests.items()))
+            messages.append(
+                f"WARNING: KPIs at {size_label(rows)} DIFFER: " + ", ".join(f"{c}={d}" for c, d in digests.items())
+            )
     return messages
 
 
@@ -379,7 +442,9 @@ def compare(previous: dict[str, Any], figures: dict[str, float], results: list[C
     return lines
 
 
-def save(results_dir: Path, figures: dict[str, float], run_info: dict[str, Any]) -> tuple[Path, dict[str, Any] | None, Path | None]:
+def save(
+    results_dir: Path, figures: dict[str, float], run_info: dict[str, Any]
+) -> tuple[Path, dict[str, Any] | None, Path | None]:
     results_dir.mkdir(parents=True, exist_ok=True)
     latest = results_dir / "latest.json"
     previous = kept = None
@@ -389,7 +454,8 @@ def save(results_dir: Path, figures: dict[str, float], run_info: dict[str, Any])
         except json.JSONDecodeError:
             previous = None
         stamp = (previous or {}).get("run", {}).get("started_at") or datetime.fromtimestamp(
-            latest.stat().st_mtime, timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+            latest.stat().st_mtime, UTC
+        ).strftime("%Y%m%dT%H%M%SZ")
         kept = results_dir / f"{stamp}.json"
         shutil.copyfile(latest, kept)
     document = {**figures, "machine": machine_info(), "run": run_info}
@@ -398,10 +464,14 @@ def save(results_dir: Path, figures: dict[str, float], run_info: dict[str, Any])
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rows", default=DEFAULT_ROWS, help=f"stream rows per dataset, comma separated "
-                        f"(e.g. 100000, 100k, 1M,10M); default {DEFAULT_ROWS}")
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.run", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--rows",
+        default=DEFAULT_ROWS,
+        help=f"stream rows per dataset, comma separated (e.g. 100000, 100k, 1M,10M); default {DEFAULT_ROWS}",
+    )
     parser.add_argument("--repeat", type=int, default=3, help="fresh-process runs per case; the median is kept")
     parser.add_argument("--cases", default=",".join(CASES), help=f"comma separated, of: {', '.join(CASES)}")
     parser.add_argument("--seed", type=int, default=42)
@@ -424,13 +494,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
     args.data_dir = args.data_dir.resolve()
-    started_at = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    started_at = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     began = time.perf_counter()
     results = run_all(args)
     figures = figures_of(results)
     targets = evaluate_targets(figures, args.rows)
     run_info = {
-        "started_at": started_at, "rows": args.rows, "repeat": args.repeat, "cases": args.cases, "seed": args.seed,
+        "started_at": started_at,
+        "rows": args.rows,
+        "repeat": args.repeat,
+        "cases": args.cases,
+        "seed": args.seed,
         "wall_s": round(time.perf_counter() - began, 1),
         "e2e_mode": sorted({e.info().get("mode") for e in results if e.case.startswith("e2e_") and e.runs}),
         "failed": {f"{e.case}{'_' + size_label(e.rows) if e.rows else ''}": e.errors[-1] for e in results if e.errors},
@@ -440,16 +514,20 @@ def main(argv: list[str] | None = None) -> int:
     latest, previous, kept = save(args.results_dir, figures, run_info)
 
     print()
-    print(f"Benchmarks: median of {args.repeat} fresh-process run(s); MB = 10^6 bytes; e2e time = raw bucket -> "
-          "archived (upload shown apart); peak RSS = whole process tree")
+    print(
+        f"Benchmarks: median of {args.repeat} fresh-process run(s); MB = 10^6 bytes; e2e time = raw bucket -> "
+        "archived (upload shown apart); peak RSS = whole process tree"
+    )
     print(format_table(results, args.repeat))
     print()
     for message in check_kpis_agree(results):
         print(message)
     busy = [f"{e.prefix} {e.max_load:.1f}" for e in results if e.max_load > (os.cpu_count() or 1)]
     if busy:
-        print(f"NOTE: the machine was busy during some cases (1-min load average above {os.cpu_count()} cores: "
-              f"{', '.join(busy)}); their times are noisy")
+        print(
+            f"NOTE: the machine was busy during some cases (1-min load average above {os.cpu_count()} cores: "
+            f"{', '.join(busy)}); their times are noisy"
+        )
     print()
     print("Targets:")
     for target in targets:

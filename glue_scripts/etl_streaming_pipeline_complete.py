@@ -21,7 +21,8 @@ Spark in ``local[*]`` mode)::
 from __future__ import annotations
 
 import logging
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from music_assets.core.glue_job import etl_task, exit_with, run_job
 
@@ -30,7 +31,12 @@ REQUIRED_OPTIONS = ("batch_id", "task_type")
 TASK_TYPES = ("full_etl", "dynamodb_only", "archiving_only")  # core EtlTask, in DAG order
 # Read by the generator as written (literals): the bucket, table and region options are core's SETTINGS_OPTIONS.
 OPTIONAL_OPTIONS = (
-    "raw_data_bucket", "processed_bucket", "archive_bucket", "quarantine_bucket", "dynamodb_table_name", "aws_region",
+    "raw_data_bucket",
+    "processed_bucket",
+    "archive_bucket",
+    "quarantine_bucket",
+    "dynamodb_table_name",
+    "aws_region",
     "processing_date",
 )
 

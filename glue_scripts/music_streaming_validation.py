@@ -18,7 +18,7 @@ Locally (endpoints from ``S3_ENDPOINT_URL``, ``DYNAMODB_ENDPOINT_URL``, ``CLOUDW
 from __future__ import annotations
 
 import logging
-from typing import Sequence
+from collections.abc import Sequence
 
 from music_assets.core.glue_job import exit_with, run_job, validation_task
 
@@ -26,8 +26,14 @@ GLUE_JOB_NAME = "music_streaming_validation"
 REQUIRED_OPTIONS = ("batch_id",)
 # Read by the generator as written (literals): the bucket, table and region options are core's SETTINGS_OPTIONS.
 OPTIONAL_OPTIONS = (
-    "raw_data_bucket", "processed_bucket", "archive_bucket", "quarantine_bucket", "dynamodb_table_name", "aws_region",
-    "files_json", "task_type",
+    "raw_data_bucket",
+    "processed_bucket",
+    "archive_bucket",
+    "quarantine_bucket",
+    "dynamodb_table_name",
+    "aws_region",
+    "files_json",
+    "task_type",
 )
 
 

@@ -35,7 +35,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
@@ -150,9 +150,7 @@ def load_config(env: Mapping[str, str]) -> TriggerConfig:
         raise ConfigurationError(f"AIRFLOW_MAJOR_VERSION={major!r} is not supported; use 2 or 3.")
     override = env.get("MWAA_CLI_ENDPOINT_OVERRIDE", "").strip() or None
     if override is not None and not override.startswith(("http://", "https://")):
-        raise ConfigurationError(
-            f"MWAA_CLI_ENDPOINT_OVERRIDE={override!r} must start with http:// or https://."
-        )
+        raise ConfigurationError(f"MWAA_CLI_ENDPOINT_OVERRIDE={override!r} must start with http:// or https://.")
     return TriggerConfig(
         environment_name=env["MWAA_ENVIRONMENT_NAME"].strip(),
         dag_id=dag_id,
@@ -222,8 +220,8 @@ def compact_event_time(event_time: str) -> str:
     except ValueError as error:
         raise MalformedEventError(f"S3 eventTime {event_time!r} is not an ISO 8601 timestamp") from error
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
 
 
 def records_digest(objects: Sequence[S3Object]) -> str:
@@ -241,9 +239,7 @@ def build_batch_id(objects: Sequence[S3Object]) -> str:
     digest of all objects (covering the full untruncated material) keeps it within 128.
     """
     first = objects[0]
-    readable = _BATCH_ID_UNSAFE_RUN.sub(
-        "-", f"batch-{first.bucket}-{first.key}-{compact_event_time(first.event_time)}"
-    )
+    readable = _BATCH_ID_UNSAFE_RUN.sub("-", f"batch-{first.bucket}-{first.key}-{compact_event_time(first.event_time)}")
     suffix = f"-{records_digest(objects)}"
     return readable[: BATCH_ID_MAX_LENGTH - len(suffix)] + suffix
 
@@ -272,9 +268,7 @@ def _rest_outcome(status: int | None, response: Any, batch_id: str) -> str:
         return STATUS_TRIGGERED
     if status == HTTP_CONFLICT:
         return STATUS_ALREADY_EXISTS
-    raise TriggerError(
-        f"Airflow REST API refused dag run {batch_id} with status {status}: {response!r:.1000}"
-    )
+    raise TriggerError(f"Airflow REST API refused dag run {batch_id} with status {status}: {response!r:.1000}")
 
 
 def trigger_via_rest(client: BaseClient, config: TriggerConfig, batch_id: str, conf: dict[str, Any]) -> str:
@@ -287,9 +281,7 @@ def trigger_via_rest(client: BaseClient, config: TriggerConfig, batch_id: str, c
             Body=build_rest_body(batch_id, conf, config.airflow_major_version),
         )
     except client.exceptions.RestApiClientException as error:
-        return _rest_outcome(
-            error.response.get("RestApiStatusCode"), error.response.get("RestApiResponse"), batch_id
-        )
+        return _rest_outcome(error.response.get("RestApiStatusCode"), error.response.get("RestApiResponse"), batch_id)
     except (ClientError, BotoCoreError) as error:
         raise TriggerError(
             f"MWAA InvokeRestApi failed for environment {config.environment_name!r} "
@@ -377,9 +369,7 @@ def _stdout_lists_run(stdout: str, batch_id: str) -> bool:
             rows = json.loads(line)
         except json.JSONDecodeError:
             continue
-        if isinstance(rows, list) and any(
-            isinstance(row, dict) and row.get("dag_run_id") == batch_id for row in rows
-        ):
+        if isinstance(rows, list) and any(isinstance(row, dict) and row.get("dag_run_id") == batch_id for row in rows):
             return True
     return False
 

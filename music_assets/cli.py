@@ -6,8 +6,9 @@ import argparse
 import os
 import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from .console import format_report_summary, format_top_genres, upload_inputs
 from .core.settings import Settings, SettingsError
@@ -25,8 +26,14 @@ def cmd_generate_data(args: argparse.Namespace) -> int:
 
     started = time.perf_counter()
     dataset = generate_dataset(
-        Path(args.out), streams=args.streams, songs=args.songs, users=args.users, days=args.days,
-        files=args.files, seed=args.seed, dirty=args.dirty,
+        Path(args.out),
+        streams=args.streams,
+        songs=args.songs,
+        users=args.users,
+        days=args.days,
+        files=args.files,
+        seed=args.seed,
+        dirty=args.dirty,
     )
     print(f"wrote sample data to {args.out} in {time.perf_counter() - started:.1f} s")
     for line in dataset.describe():
@@ -41,8 +48,11 @@ def cmd_compute(args: argparse.Namespace) -> int:
     out_dir = Path(args.out)
     started = time.perf_counter()
     result = run_dry(
-        Path(args.data), out_dir, settings=settings,
-        kpis_json=Path(args.kpis_json) if args.kpis_json else None, progress=_progress,
+        Path(args.data),
+        out_dir,
+        settings=settings,
+        kpis_json=Path(args.kpis_json) if args.kpis_json else None,
+        progress=_progress,
     )
     print("\n".join(format_report_summary(result.report)))
     if result.processing is not None:
@@ -52,7 +62,9 @@ def cmd_compute(args: argparse.Namespace) -> int:
             f"{p.unknown_track_events:,} of unknown tracks (excluded), {p.unknown_user_events:,} of unknown users"
         )
     kpi_rows = len(result.export["daily_genre_kpis"])
-    print(f"KPIs ({settings.engine}): {kpi_rows} (date, genre) rows over {len(result.export['daily_top_genres'])} day(s)")
+    print(
+        f"KPIs ({settings.engine}): {kpi_rows} (date, genre) rows over {len(result.export['daily_top_genres'])} day(s)"
+    )
     print("\n".join(format_top_genres(result.export)))
     print(f"outputs: report {result.outputs['report']}, KPI export {result.kpis_json}, buckets under {out_dir}")
     print(f"done in {time.perf_counter() - started:.1f} s")
@@ -67,11 +79,15 @@ def cli_settings(**overrides: object) -> Settings:
     if settings.s3_endpoint_url is None and not os.environ.get("AWS_PROFILE"):
         status = stack_status(STATE_DIR)
         if status is not None and status.running:
-            print(f"(using the local stack at {status.endpoint_url}: set S3_ENDPOINT_URL to target another)",
-                  file=sys.stderr)
+            print(
+                f"(using the local stack at {status.endpoint_url}: set S3_ENDPOINT_URL to target another)",
+                file=sys.stderr,
+            )
             endpoint = status.endpoint_url
             settings = settings.with_overrides(
-                s3_endpoint_url=endpoint, dynamodb_endpoint_url=endpoint, cloudwatch_endpoint_url=endpoint,
+                s3_endpoint_url=endpoint,
+                dynamodb_endpoint_url=endpoint,
+                cloudwatch_endpoint_url=endpoint,
                 glue_endpoint_url=endpoint,
             )
     return settings
@@ -160,12 +176,16 @@ def cmd_audit(args: argparse.Namespace) -> int:
     settings = cli_settings(engine=args.engine)
     dynamodb = dynamodb_resource(settings)
     with create_engine(
-        settings.engine, shuffle_partitions=settings.spark_shuffle_partitions,
+        settings.engine,
+        shuffle_partitions=settings.spark_shuffle_partitions,
         duckdb_memory_limit=settings.duckdb_memory_limit,
     ) as engine:
         result = audit(
-            S3Store(s3_client(settings)), settings, engine,
-            dynamodb.Table(settings.file_tracker_table_name), dynamodb.Table(settings.dynamodb_table_name),
+            S3Store(s3_client(settings)),
+            settings,
+            engine,
+            dynamodb.Table(settings.file_tracker_table_name),
+            dynamodb.Table(settings.dynamodb_table_name),
             settled=args.settled,
         )
     print("audit: " + ", ".join(f"{name} {count}" for name, count in sorted(result.counts.items())))
@@ -204,7 +224,12 @@ def build_parser() -> argparse.ArgumentParser:
     generate = commands.add_parser("generate-data", help="write deterministic sample data shaped like the lab files")
     generate.add_argument("--out", required=True, help="folder to write songs/, users/, streams/ into")
     generate.add_argument("--streams", type=int, default=100_000, help="stream rows (default 100000)")
-    generate.add_argument("--songs", type=int, default=2_000, help="rows of songs.csv (default 2000; ~6%% list a track under another genre)")
+    generate.add_argument(
+        "--songs",
+        type=int,
+        default=2_000,
+        help="rows of songs.csv (default 2000; ~6%% list a track under another genre)",
+    )
     generate.add_argument("--users", type=int, default=5_000, help="users (default 5000)")
     generate.add_argument("--days", type=int, default=2, help="days the events span (default 2)")
     generate.add_argument("--files", type=int, default=3, help="stream files (default 3)")
@@ -248,7 +273,8 @@ def build_parser() -> argparse.ArgumentParser:
     audit = commands.add_parser("audit", help="check that every file and row is accounted for and KPIs are exact")
     audit.add_argument("--engine", choices=("duckdb", "spark"), default=None)
     audit.add_argument(
-        "--settled", action="store_true",
+        "--settled",
+        action="store_true",
         help="no run is under way (sensor stopped, no DAG run active): every file not finished is reported as stuck",
     )
     audit.set_defaults(handler=cmd_audit)
@@ -257,7 +283,8 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--out", required=True)
     export.add_argument("--env", default="default", help="environment block of the deploy settings")
     export.add_argument(
-        "--config", default=None,
+        "--config",
+        default=None,
         help="the deploy settings (default: deploy/environments.toml of the checkout the package runs from)",
     )
     export.set_defaults(handler=cmd_export)

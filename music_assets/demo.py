@@ -7,8 +7,8 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from .core.settings import Settings
 from .stack import embedded_stack

@@ -33,19 +33,38 @@ def _stop_group(process: subprocess.Popen[bytes]) -> None:
         process.wait()
 
 
-def run_dev(settings: Settings, *, port: int = 3000, stack_port: int = 4566, state_dir: Path = Path(".stack"),
-            dagster_home: Path = Path(".dagster_home")) -> int:
+def run_dev(
+    settings: Settings,
+    *,
+    port: int = 3000,
+    stack_port: int = 4566,
+    state_dir: Path = Path(".stack"),
+    dagster_home: Path = Path(".dagster_home"),
+) -> int:
     """Start the stack and ``dagster dev``; block until Ctrl-C (or dagster exits), then stop both."""
     info = start_stack(settings, port=stack_port, state_dir=state_dir)
     print(describe_stack(info), flush=True)
     dagster_home.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, **info.env(), "DAGSTER_HOME": str(dagster_home.resolve())}
-    command = [sys.executable, "-m", "dagster", "dev", "-h", "127.0.0.1", "-p", str(port), "-m", "music_assets.definitions"]
+    command = [
+        sys.executable,
+        "-m",
+        "dagster",
+        "dev",
+        "-h",
+        "127.0.0.1",
+        "-p",
+        str(port),
+        "-m",
+        "music_assets.definitions",
+    ]
     process = subprocess.Popen(  # noqa: S603 - argv list from sys.executable and an int port; no shell
         command, env=env, start_new_session=True, preexec_fn=_reset_signal_handlers
     )
-    print(f"Dagster UI: http://127.0.0.1:{port}  (the sensor raw_bucket_sensor is running; Ctrl-C stops everything)",
-          flush=True)
+    print(
+        f"Dagster UI: http://127.0.0.1:{port}  (the sensor raw_bucket_sensor is running; Ctrl-C stops everything)",
+        flush=True,
+    )
     stopping = {"requested": False}
 
     def request_stop(signum: int, _frame: object) -> None:

@@ -8,6 +8,7 @@ the server's memory and is lost when it stops.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -18,11 +19,12 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import boto3
 from botocore.config import Config
@@ -144,12 +146,14 @@ def start_stack(settings: Settings, *, port: int = 0, state_dir: Path | str | No
         port=port,
         pid=proc.pid,
         settings=settings.with_overrides(
-            s3_endpoint_url=endpoint_url, dynamodb_endpoint_url=endpoint_url, cloudwatch_endpoint_url=endpoint_url,
+            s3_endpoint_url=endpoint_url,
+            dynamodb_endpoint_url=endpoint_url,
+            cloudwatch_endpoint_url=endpoint_url,
             glue_endpoint_url=endpoint_url,
         ),
         state_dir=state_dir,
         log_path=log_path,
-        started_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        started_at=datetime.now(UTC).isoformat(timespec="seconds"),
         temporary_log=temporary_log,
     )
     try:
@@ -380,7 +384,7 @@ def _is_moto_server(pid: int, port: int) -> bool | None:
         return None
     if _MOTO_MODULE not in args:
         return False
-    return any(a == "-p" and b == str(port) for a, b in zip(args, args[1:])) or f"--port={port}" in args
+    return any(a == "-p" and b == str(port) for a, b in itertools.pairwise(args)) or f"--port={port}" in args
 
 
 def _command_line(pid: int) -> list[str] | None:
@@ -395,7 +399,9 @@ def _command_line(pid: int) -> list[str] | None:
     try:
         out = subprocess.run(  # noqa: S603 - fixed argv, no shell
             ["ps", "-o", "command=", "-p", str(pid)],  # noqa: S607 - ps only where /proc is absent (macOS)
-            capture_output=True, text=True, timeout=5,
+            capture_output=True,
+            text=True,
+            timeout=5,
         )
     except (OSError, subprocess.TimeoutExpired):
         return None

@@ -15,8 +15,9 @@ import argparse
 import json
 import sys
 from collections import OrderedDict
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 DEFAULT_RESULTS = Path(__file__).resolve().parents[1] / "build" / "chaos" / "results.jsonl"
 FAMILY_ORDER = ["crash (SIGKILL)", "transient AWS errors", "races", "versions", "restarts", "hostile input", "memory"]
@@ -73,22 +74,45 @@ def _zero() -> dict[str, Any]:
 
 def _line(name: str, f: dict[str, Any], bold: bool = False) -> str:
     survived = f"{f['survived']}/{f['scenarios']}"
-    cells = [f["scenarios"], f"{f['faults']:,}", survived, f"{f['inputs']:,}", f"{f['rows_in']:,}", f["lost"],
-             f["double"]]
+    cells = [
+        f["scenarios"],
+        f"{f['faults']:,}",
+        survived,
+        f"{f['inputs']:,}",
+        f"{f['rows_in']:,}",
+        f["lost"],
+        f["double"],
+    ]
     if bold:
         cells = [f"**{c}**" for c in cells]
     return "| " + " | ".join([name, *map(str, cells)]) + " |"
 
 
 def details_table(rows: Iterable[dict[str, Any]]) -> str:
-    lines = ["| family | scenario | faults | inputs | rows lost | double-counted | survived | s |",
-             "|---|---|---:|---:|---:|---:|---|---:|"]
-    for row in sorted(rows, key=lambda r: (FAMILY_ORDER.index(r["category"]) if r["category"] in FAMILY_ORDER else 99,
-                                           r["test"])):
-        lines.append("| " + " | ".join(_cell(v) for v in [
-            row["category"], row["fault"], row.get("faults_injected", 0), row.get("inputs", 0), row.get("rows_lost", 0),
-            row.get("double_counted", 0), "yes" if row.get("survived") else "**NO**", row.get("seconds", ""),
-        ]) + " |")
+    lines = [
+        "| family | scenario | faults | inputs | rows lost | double-counted | survived | s |",
+        "|---|---|---:|---:|---:|---:|---|---:|",
+    ]
+    for row in sorted(
+        rows, key=lambda r: (FAMILY_ORDER.index(r["category"]) if r["category"] in FAMILY_ORDER else 99, r["test"])
+    ):
+        lines.append(
+            "| "
+            + " | ".join(
+                _cell(v)
+                for v in [
+                    row["category"],
+                    row["fault"],
+                    row.get("faults_injected", 0),
+                    row.get("inputs", 0),
+                    row.get("rows_lost", 0),
+                    row.get("double_counted", 0),
+                    "yes" if row.get("survived") else "**NO**",
+                    row.get("seconds", ""),
+                ]
+            )
+            + " |"
+        )
     return "\n".join(lines)
 
 

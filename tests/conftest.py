@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 
@@ -17,7 +17,9 @@ os.environ.setdefault("STEP_RETRY_DELAY_SECONDS", "0")  # Dagster retries a fail
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
-        "--chaos", action="store_true", default=False,
+        "--chaos",
+        action="store_true",
+        default=False,
         help="run the full reliability matrix of tests/reliability (make chaos)",
     )
 

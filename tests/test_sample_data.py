@@ -6,6 +6,7 @@ import collections
 import csv
 import hashlib
 import io
+import itertools
 import json
 import re
 from dataclasses import asdict
@@ -126,7 +127,11 @@ def test_same_arguments_give_byte_identical_files(
 
 def test_layout_headers_and_row_counts(clean: GeneratedDataset) -> None:
     assert sorted(digests(clean.out_dir)) == [
-        "songs/songs.csv", "streams/streams1.csv", "streams/streams2.csv", "streams/streams3.csv", "users/users.csv",
+        "songs/songs.csv",
+        "streams/streams1.csv",
+        "streams/streams2.csv",
+        "streams/streams3.csv",
+        "users/users.csv",
     ]
     assert clean.songs_path.read_bytes().startswith((",".join(SONGS_HEADER) + "\n").encode())
     assert clean.users_path.read_bytes().startswith(b"user_id,user_name,user_age,user_country,created_at\n")
@@ -175,7 +180,7 @@ def test_streams_hold_duplicates_unknown_tracks_and_users(clean: GeneratedDatase
     users = {u["user_id"] for u in dicts(clean.users_path)}
     for rows in files:
         assert len(rows) - len(set(rows)) >= 10
-    for before, after in zip(files, files[1:]):
+    for before, after in itertools.pairwise(files):
         assert set(before) & set(after)
     events = [r for rows in files for r in rows]
     unknown_tracks = sum(r[1] not in songs for r in events)
@@ -202,7 +207,7 @@ def test_popularity_is_skewed_and_tracks_repeat_under_several_genres(clean: Gene
     for track, count in plays.items():
         genres[genre_of[track]] += count
     top_genres = [count for _, count in genres.most_common(6)]
-    assert all(a > b for a, b in zip(top_genres, top_genres[1:]))
+    assert all(a > b for a, b in itertools.pairwise(top_genres))
 
 
 def test_every_stream_file_crosses_midnight(clean: GeneratedDataset) -> None:
@@ -241,7 +246,9 @@ def test_dirty_manifest_matches_the_written_files(dirty: GeneratedDataset) -> No
             assert case.expected == "accepted" and problem is None and invalid == 0, case
     assert "streams/dirty_over_threshold.csv: V5 over threshold -> quarantined (6 rows)" in dirty.describe()
     assert {c.path for c in dirty.dirty_cases if c.expected in ("rejected_rows", "nulled_user_age")} >= {
-        "streams/dirty_bad_rows.csv", "songs/songs_extra.csv", "users/users_extra.csv",
+        "streams/dirty_bad_rows.csv",
+        "songs/songs_extra.csv",
+        "users/users_extra.csv",
     }
 
 

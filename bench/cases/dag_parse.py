@@ -76,8 +76,13 @@ def run(args: Any) -> None:
         dags = [v for v in vars(module).values() if type(v).__name__ == "DAG"]
         warm = [_exec_dag(dag_file, f"bench_dag_warm_{i}")[0] for i in range(WARM_PARSES)]
 
-        metrics = {"s": cold_s, "warm_s": statistics.median(warm), "airflow_import_s": airflow_import_s,
-                   "export_s": export_s, "dags": len(dags)}
+        metrics = {
+            "s": cold_s,
+            "warm_s": statistics.median(warm),
+            "airflow_import_s": airflow_import_s,
+            "export_s": export_s,
+            "dags": len(dags),
+        }
         info: dict[str, Any] = {"dag_file": DAG_PATH, "preimported": len(imported)}
         try:
             metrics["dagbag_s"], info["dagbag"] = _dagbag(dag_file)

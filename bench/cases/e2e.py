@@ -15,7 +15,7 @@ import re
 import tempfile
 import time
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -46,12 +46,17 @@ def _run_core(settings: Any, watch: Stopwatch, extra: dict[str, float]) -> tuple
     from music_assets.core.kpi_store import write_daily_kpis
     from music_assets.core.kpis import to_dynamodb_items
     from music_assets.core.pipeline import (
-        PROCEED_STATUSES, archive_batch, compute_daily_kpis, plan_batch, process_batch, validate_batch,
+        PROCEED_STATUSES,
+        archive_batch,
+        compute_daily_kpis,
+        plan_batch,
+        process_batch,
+        validate_batch,
     )
     from music_assets.core.storage import S3Store
 
     store = S3Store(s3_client(settings))
-    batch_id = layout.make_batch_id("bench", datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S"))
+    batch_id = layout.make_batch_id("bench", datetime.now(UTC).strftime("%Y%m%dT%H%M%S"))
     with watch.stage("validate"):
         manifest = plan_batch(batch_id, settings.raw_data_bucket, store.list(settings.raw_data_bucket))
         report = validate_batch(store, settings, manifest)
@@ -60,7 +65,8 @@ def _run_core(settings: Any, watch: Stopwatch, extra: dict[str, float]) -> tuple
     with watch.stage("process"):
         started = time.perf_counter()
         engine = create_engine(
-            settings.engine, shuffle_partitions=settings.spark_shuffle_partitions,
+            settings.engine,
+            shuffle_partitions=settings.spark_shuffle_partitions,
             duckdb_memory_limit=settings.duckdb_memory_limit,
         )
         extra["engine_start_s"] = time.perf_counter() - started
@@ -159,8 +165,16 @@ def _run(args: Any, engine: str) -> None:
         **{f"{stage}_s": watch.stages[stage] for stage in STAGES if stage in watch.stages},
         **extra,
     }
-    emit(metrics, {"mode": mode, "engine": engine, "batch_id": batch_id, "kpi_digest": digest,
-                   "overall_status": report["overall_status"]})
+    emit(
+        metrics,
+        {
+            "mode": mode,
+            "engine": engine,
+            "batch_id": batch_id,
+            "kpi_digest": digest,
+            "overall_status": report["overall_status"],
+        },
+    )
 
 
 def run_duckdb(args: Any) -> None:

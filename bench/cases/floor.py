@@ -28,8 +28,14 @@ def _read_all(paths: list[Path]) -> tuple[float, int, int, TreeMemory]:
 
 def _emit(seconds: float, size: int, rows: int, memory: TreeMemory, files: int) -> None:
     emit(
-        {"s": seconds, "mb_s": size / MB / seconds, "rows_s": rows / seconds, "peak_rss_mb": memory.peak_mb,
-         "cpu_s": memory.cpu_s, "input_mb": size / MB},
+        {
+            "s": seconds,
+            "mb_s": size / MB / seconds,
+            "rows_s": rows / seconds,
+            "peak_rss_mb": memory.peak_mb,
+            "cpu_s": memory.cpu_s,
+            "input_mb": size / MB,
+        },
         {"files": files, "rows": rows},
     )
 

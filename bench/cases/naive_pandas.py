@@ -25,8 +25,11 @@ def run(args) -> None:
         events["date"] = events["listen_time"].str[:10]
         genre_days = (
             events.groupby(["date", "track_genre"])
-            .agg(listen_count=("user_id", "size"), unique_listeners=("user_id", "nunique"),
-                 total_ms=("duration_ms", "sum"))
+            .agg(
+                listen_count=("user_id", "size"),
+                unique_listeners=("user_id", "nunique"),
+                total_ms=("duration_ms", "sum"),
+            )
             .reset_index()
         )
         tracks = events.groupby(["date", "track_genre", "track_id"]).size().reset_index(name="n")
@@ -34,16 +37,28 @@ def run(args) -> None:
         top3 = tracks.groupby(["date", "track_genre"]).head(3).groupby(["date", "track_genre"])["track_id"].apply(list)
         top5 = (
             genre_days.sort_values(["date", "listen_count", "track_genre"], ascending=[True, False, True])
-            .groupby("date").head(5).groupby("date")["track_genre"].apply(list)
+            .groupby("date")
+            .head(5)
+            .groupby("date")["track_genre"]
+            .apply(list)
         )
         seconds = time.perf_counter() - started
     digest, kpi_rows, listens = kpi_digest(
-        [(r.date, r.track_genre, r.listen_count, r.unique_listeners, r.total_ms, top3[(r.date, r.track_genre)])
-         for r in genre_days.itertuples()],
+        [
+            (r.date, r.track_genre, r.listen_count, r.unique_listeners, r.total_ms, top3[(r.date, r.track_genre)])
+            for r in genre_days.itertuples()
+        ],
         list(top5.items()),
     )
     emit(
-        {"s": seconds, "mb_s": size / MB / seconds, "rows_s": args.rows / seconds if args.rows else None,
-         "peak_rss_mb": memory.peak_mb, "cpu_s": memory.cpu_s, "kpi_rows": kpi_rows, "kpi_listens": listens},
+        {
+            "s": seconds,
+            "mb_s": size / MB / seconds,
+            "rows_s": args.rows / seconds if args.rows else None,
+            "peak_rss_mb": memory.peak_mb,
+            "cpu_s": memory.cpu_s,
+            "kpi_rows": kpi_rows,
+            "kpi_listens": listens,
+        },
         {"kpi_digest": digest, "pandas": pd.__version__},
     )

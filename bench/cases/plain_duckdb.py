@@ -69,15 +69,24 @@ def run(args) -> None:
             QUERY, {"streams": [str(p) for p in paths], "songs": str(songs), "song_columns": song_columns}
         )
         names = [column[0] for column in cursor.description]
-        rows = [dict(zip(names, row)) for row in cursor.fetchall()]
+        rows = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
         seconds = time.perf_counter() - started
     digest, kpi_rows, listens = kpi_digest(
-        [(r["day"], r["genre"], r["listen_count"], r["unique_listeners"], r["total_ms"], r["top_3_songs"])
-         for r in rows],
+        [
+            (r["day"], r["genre"], r["listen_count"], r["unique_listeners"], r["total_ms"], r["top_3_songs"])
+            for r in rows
+        ],
         {(r["day"], tuple(r["top_5_genres"])) for r in rows},
     )
     emit(
-        {"s": seconds, "mb_s": size / MB / seconds, "rows_s": args.rows / seconds if args.rows else None,
-         "peak_rss_mb": memory.peak_mb, "cpu_s": memory.cpu_s, "kpi_rows": kpi_rows, "kpi_listens": listens},
+        {
+            "s": seconds,
+            "mb_s": size / MB / seconds,
+            "rows_s": args.rows / seconds if args.rows else None,
+            "peak_rss_mb": memory.peak_mb,
+            "cpu_s": memory.cpu_s,
+            "kpi_rows": kpi_rows,
+            "kpi_listens": listens,
+        },
         {"kpi_digest": digest, "threads": con.execute("SELECT current_setting('threads')").fetchone()[0]},
     )

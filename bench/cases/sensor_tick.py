@@ -44,6 +44,7 @@ def run(args: Any) -> None:
 
             from music_assets.defs.resources import build_resources
             from music_assets.defs.sensors import raw_bucket_sensor
+
             import_s = time.perf_counter() - started
 
             resources = build_resources(settings)
@@ -57,14 +58,26 @@ def run(args: Any) -> None:
             requests = list(getattr(result, "run_requests", None) or [])
             skip = getattr(result, "skip_reason", None)
             skip_text = getattr(skip, "skip_message", skip)
-            described = (f"{len(requests)} run request(s)" + (f" for {requests[0].partition_key}" if requests else "")
-                         + (f"; skipped: {skip_text}" if skip_text else ""))
+            described = (
+                f"{len(requests)} run request(s)"
+                + (f" for {requests[0].partition_key}" if requests else "")
+                + (f"; skipped: {skip_text}" if skip_text else "")
+            )
             claimed = _claimed_files(settings)
             instance.dispose()
     emit(
-        {"s": seconds, "context_s": context_s, "evaluate_s": seconds - context_s, "keys": KEYS,
-         "claimed_files": claimed, "run_requests": len(requests), "peak_rss_mb": memory.peak_mb,
-         "cpu_s": memory.cpu_s, "put_10k_s": upload_s, "import_s": import_s},
+        {
+            "s": seconds,
+            "context_s": context_s,
+            "evaluate_s": seconds - context_s,
+            "keys": KEYS,
+            "claimed_files": claimed,
+            "run_requests": len(requests),
+            "peak_rss_mb": memory.peak_mb,
+            "cpu_s": memory.cpu_s,
+            "put_10k_s": upload_s,
+            "import_s": import_s,
+        },
         {"result": described},
     )
 

@@ -36,8 +36,14 @@ def _validate(paths: list[Path]) -> None:
             valid += result.valid_rows
         seconds = time.perf_counter() - started
     emit(
-        {"s": seconds, "mb_s": size / MB / seconds, "rows_s": rows / seconds, "peak_rss_mb": memory.peak_mb,
-         "cpu_s": memory.cpu_s, "input_mb": size / MB},
+        {
+            "s": seconds,
+            "mb_s": size / MB / seconds,
+            "rows_s": rows / seconds,
+            "peak_rss_mb": memory.peak_mb,
+            "cpu_s": memory.cpu_s,
+            "input_mb": size / MB,
+        },
         {"files": len(paths), "rows": rows, "valid_rows": valid, "chunk_size_bytes": settings.chunk_size_bytes},
     )
 

@@ -70,7 +70,9 @@ def cloudwatch_client(settings: Settings) -> Any:
 
 def glue_client(settings: Settings) -> Any:
     endpoint = settings.glue_endpoint_url
-    return _session(endpoint).client("glue", region_name=settings.aws_region, endpoint_url=endpoint, config=client_config())
+    return _session(endpoint).client(
+        "glue", region_name=settings.aws_region, endpoint_url=endpoint, config=client_config()
+    )
 
 
 MISSING_STORAGE_CODES = ("NoSuchBucket", "ResourceNotFoundException")
@@ -93,8 +95,10 @@ def explain_missing_storage(exc: BaseException, endpoint_url: str | None) -> str
     code = error.get("Code", "")
     if code not in MISSING_STORAGE_CODES:
         return None
-    what = f"bucket {error['BucketName']!r}" if error.get("BucketName") else (
-        "the bucket" if code == "NoSuchBucket" else "the DynamoDB table"
+    what = (
+        f"bucket {error['BucketName']!r}"
+        if error.get("BucketName")
+        else ("the bucket" if code == "NoSuchBucket" else "the DynamoDB table")
     )
     where = endpoint_url or "AWS"
     message = f"{what} does not exist at {where} ({code}: {error.get('Message', '')})."

@@ -8,7 +8,7 @@ attempts. Every step reads its preconditions here, whoever runs it (a Dagster as
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from . import layout
@@ -21,7 +21,7 @@ MAX_ERROR_CHARS = 2000
 
 
 def now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 @dataclass(frozen=True)
@@ -122,9 +122,7 @@ class BatchDocument:
             processing=ProcessingSummary(**processing) if processing else None,
             kpis=KpiSummary(**kpis) if kpis else None,
             archived=[ArchivedFile(**item) for item in document.get("archived", [])],
-            failures=[
-                StepFailure(Step(f["step"]), f["error"], f["at"]) for f in document.get("failures", [])
-            ],
+            failures=[StepFailure(Step(f["step"]), f["error"], f["at"]) for f in document.get("failures", [])],
             resumes=int(document.get("resumes", 0)),
             resume_pending=bool(document.get("resume_pending", False)),
             given_up=document.get("given_up"),

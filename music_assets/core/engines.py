@@ -7,8 +7,9 @@ import shutil
 import sys
 import tempfile
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import pyarrow as pa
 
@@ -40,10 +41,10 @@ class Engine(ABC):
     def write_partitioned(self, sql: str, out_dir: str | Path, partition_by: Sequence[str]) -> None:
         """Add the result of ``sql`` as Parquet under ``out_dir`` (a folder or URI), one file per partition."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook: most engines hold nothing to release
         """Release what the engine holds."""
 
-    def __enter__(self) -> "Engine":
+    def __enter__(self) -> Engine:
         return self
 
     def __exit__(self, *exc: object) -> None:

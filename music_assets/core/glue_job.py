@@ -11,11 +11,12 @@ import argparse
 import json
 import logging
 import sys
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any
 
 from . import layout
 from .metrics import Metric, publish
@@ -36,7 +37,12 @@ from .settings import Settings, SettingsError
 
 #: Bucket, table and region options every job takes (the DAG passes its Airflow Variables).
 SETTINGS_OPTIONS = (
-    "raw_data_bucket", "processed_bucket", "archive_bucket", "quarantine_bucket", "dynamodb_table_name", "aws_region",
+    "raw_data_bucket",
+    "processed_bucket",
+    "archive_bucket",
+    "quarantine_bucket",
+    "dynamodb_table_name",
+    "aws_region",
 )
 
 
@@ -76,7 +82,9 @@ class JobContext:
 Task = Callable[[JobContext], Mapping[str, Any]]
 
 
-def resolve_options(job_name: str, argv: Sequence[str], required: Sequence[str], optional: Sequence[str]) -> dict[str, str]:
+def resolve_options(
+    job_name: str, argv: Sequence[str], required: Sequence[str], optional: Sequence[str]
+) -> dict[str, str]:
     """``--name value`` options as Glue passes them: ``getResolvedOptions`` in Glue, argparse elsewhere.
 
     Required names must be present; optional ones are returned when given; other options (Glue's own
@@ -209,7 +217,9 @@ def requested_files(files_json: str | None) -> list[dict[str, Any]]:
     except json.JSONDecodeError as exc:
         raise JobInputError(f"--files_json is not JSON ({exc}): pass the DAG run conf's 'files' list") from exc
     if not isinstance(files, list) or not all(isinstance(f, dict) and isinstance(f.get("key"), str) for f in files):
-        raise JobInputError("--files_json must be a JSON list of objects with a string 'key' (the Lambda's conf 'files')")
+        raise JobInputError(
+            "--files_json must be a JSON list of objects with a string 'key' (the Lambda's conf 'files')"
+        )
     return files
 
 
@@ -250,8 +260,12 @@ def etl_task(job: JobContext) -> Mapping[str, Any]:
     with spark_engine(job) as engine:
         if task is EtlTask.FULL_ETL:
             summary = process_step(services, engine, batch_id, direct_io=job.direct_io)
-            return {"batch_id": batch_id, "task_type": task, "dates": summary.dates,
-                    "processed_events": summary.processed_events}
+            return {
+                "batch_id": batch_id,
+                "task_type": task,
+                "dates": summary.dates,
+                "processed_events": summary.processed_events,
+            }
         _, written = store_kpis_step(services, engine, batch_id, direct_io=job.direct_io)
         return {"batch_id": batch_id, "task_type": task, "kpi_items_written": written.written, "dates": written.dates}
 

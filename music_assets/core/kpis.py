@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Context, Decimal
-from typing import Any, Iterable
+from typing import Any
 
 import pyarrow as pa
 
@@ -62,7 +63,9 @@ def assemble_kpis(genre_rows: pa.Table, top_song_rows: pa.Table, top_genre_rows:
             listen_count=int(row["listen_count"]),
             unique_listeners=int(row["unique_listeners"]),
             total_listening_time_ms=int(row["total_listening_time_ms"]),
-            avg_listening_time_per_user_ms=average_per_user(int(row["total_listening_time_ms"]), int(row["unique_listeners"])),
+            avg_listening_time_per_user_ms=average_per_user(
+                int(row["total_listening_time_ms"]), int(row["unique_listeners"])
+            ),
             top_3_songs=sorted(songs.get((row["event_date"], row["genre"]), []), key=lambda s: s["rank"]),
         )
         for row in genre_rows.to_pylist()

@@ -18,10 +18,11 @@ last error, and a run of that batch id (after fixing the cause) takes them forwa
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
-from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any
 
 from . import layout
 from .batch_document import (
@@ -119,7 +120,7 @@ def step_attempt(services: BatchServices, batch_id: str, step: Step) -> Iterator
         except Exception as record_error:  # the step's own error is the one to raise
             services.log(f"batch {batch_id}: could not record the failed attempt: {record_error}")
         publish(services.cloudwatch, {Metric.JOB_FAILURES: 1})
-        setattr(exc, "counted_as_job_failure", True)
+        exc.counted_as_job_failure = True
         raise
 
 
@@ -188,24 +189,30 @@ def candidates_from_request(
             continue
         seen.add(key)
         if bucket != settings.raw_data_bucket:
-            skipped.append({"key": key, "reason": f"bucket {bucket!r} is not the raw bucket {settings.raw_data_bucket!r}"})
+            skipped.append(
+                {"key": key, "reason": f"bucket {bucket!r} is not the raw bucket {settings.raw_data_bucket!r}"}
+            )
             continue
         current = store.head(bucket, key)
         wanted = str(entry.get("etag") or "").strip('"')
         if current is None:
             skipped.append({"key": key, "reason": "no longer in the raw bucket (taken by another batch or deleted)"})
         elif wanted and current.etag != wanted:
-            skipped.append({
-                "key": key,
-                "reason": f"replaced since the event (ETag {wanted} is now {current.etag}); the newer version has "
-                "its own event",
-            })
+            skipped.append(
+                {
+                    "key": key,
+                    "reason": f"replaced since the event (ETag {wanted} is now {current.etag}); the newer version has "
+                    "its own event",
+                }
+            )
         else:
             objects.append(current)
     fresh = {(info.key, info.etag) for info in untracked(services.tracker, objects)}
     for info in objects:
         if (info.key, info.etag) not in fresh and layout.is_csv_key(info.key):
-            skipped.append({"key": info.key, "reason": f"version {info.etag} is already tracked (another batch took it)"})
+            skipped.append(
+                {"key": info.key, "reason": f"version {info.etag} is already tracked (another batch took it)"}
+            )
     return [info for info in objects if (info.key, info.etag) in fresh], skipped
 
 
@@ -228,14 +235,18 @@ def open_batch(
     stored = store.get_json(settings.processed_bucket, layout.manifest_key(batch_id))
     if stored is not None:
         return claim_manifest(services, Manifest.from_dict(stored))
-    ordered = sorted(candidates, key=lambda info: (DATASET_ORDER.get(str(layout.dataset_of_key(info.key)), 9), info.key))
+    ordered = sorted(
+        candidates, key=lambda info: (DATASET_ORDER.get(str(layout.dataset_of_key(info.key)), 9), info.key)
+    )
     manifest = plan_batch(batch_id, settings.raw_data_bucket, ordered)
     cap = settings.max_files_per_batch
     manifest.skipped = [
         *passed_over,
         *manifest.skipped,
-        *({"key": f.key, "reason": f"batch is full (MAX_FILES_PER_BATCH={cap}); left for a later batch"}
-          for f in manifest.files[cap:]),
+        *(
+            {"key": f.key, "reason": f"batch is full (MAX_FILES_PER_BATCH={cap}); left for a later batch"}
+            for f in manifest.files[cap:]
+        ),
     ]
     manifest.files = manifest.files[:cap]
     store.put_json(settings.processed_bucket, layout.manifest_key(batch_id), manifest.to_dict())
@@ -363,15 +374,32 @@ def _record_outcome(services: BatchServices, report: dict[str, Any]) -> None:
     failure = "; ".join(report["failure_reasons"])
     for entry in report["files"]:
         version = [(entry["key"], entry["etag"])]
-        rows = {"data_rows": entry["data_rows"], "valid_rows": entry["valid_rows"], "rejected_rows": entry["rejected_rows"]}
+        rows = {
+            "data_rows": entry["data_rows"],
+            "valid_rows": entry["valid_rows"],
+            "rejected_rows": entry["rejected_rows"],
+        }
         if entry["status"] != Verdict.ACCEPTED:
-            _advance(services, batch_id, version, FileStatus.QUARANTINED, error=str(entry["error"]),
-                     quarantine_key=entry["quarantine_key"], **rows)
+            _advance(
+                services,
+                batch_id,
+                version,
+                FileStatus.QUARANTINED,
+                error=str(entry["error"]),
+                quarantine_key=entry["quarantine_key"],
+                **rows,
+            )
         elif proceeds:
             _advance(services, batch_id, version, FileStatus.VALIDATED, **rows)
         else:
-            _advance(services, batch_id, version, FileStatus.FAILED, error=f"batch {batch_id} failed validation: {failure}",
-                     **rows)
+            _advance(
+                services,
+                batch_id,
+                version,
+                FileStatus.FAILED,
+                error=f"batch {batch_id} failed validation: {failure}",
+                **rows,
+            )
 
 
 def accepted_versions(report: dict[str, Any]) -> list[FileVersion]:
@@ -384,7 +412,9 @@ def _passed_report(services: BatchServices, batch_id: str, step: Step) -> dict[s
         raise BatchStepError(f"batch {batch_id} has no validation report: run the validation step before {step}")
     status = BatchStatus(report["overall_status"])
     if not status.proceeds:
-        raise BatchStepError(f"batch {batch_id} is {status}: only PASSED or PASSED_WITH_QUARANTINE batches go on to {step}")
+        raise BatchStepError(
+            f"batch {batch_id} is {status}: only PASSED or PASSED_WITH_QUARANTINE batches go on to {step}"
+        )
     return report
 
 
@@ -397,12 +427,19 @@ def process_step(
     """Reference upserts and the batch's processed Parquet; the dates go to the batch document."""
     with step_attempt(services, batch_id, Step.PROCESS):
         report = _passed_report(services, batch_id, Step.PROCESS)
-        result = process_batch(services.store, services.settings, engine, report, direct_io=direct_io, progress=progress)
+        result = process_batch(
+            services.store, services.settings, engine, report, direct_io=direct_io, progress=progress
+        )
         summary = ProcessingSummary(
-            dates=result.dates, valid_events=result.valid_events, distinct_events=result.distinct_events,
-            unknown_track_events=result.unknown_track_events, unknown_user_events=result.unknown_user_events,
-            processed_events=result.processed_events, processed_objects=len(result.processed_keys),
-            reference_songs=result.reference_songs, reference_users=result.reference_users,
+            dates=result.dates,
+            valid_events=result.valid_events,
+            distinct_events=result.distinct_events,
+            unknown_track_events=result.unknown_track_events,
+            unknown_user_events=result.unknown_user_events,
+            processed_events=result.processed_events,
+            processed_objects=len(result.processed_keys),
+            reference_songs=result.reference_songs,
+            reference_users=result.reference_users,
         )
         documents = services.documents
         document = documents.load_or_new(batch_id)
@@ -427,8 +464,14 @@ def store_kpis_step(
         if document.processing is None or not document.done(Step.PROCESS):
             raise BatchStepError(f"batch {batch_id} is not processed yet: run the process step before its KPIs")
         kpis, written = store_daily_kpis(
-            services.store, services.settings, engine, services.kpi_table, document.processing.dates,
-            batch_id=batch_id, direct_io=direct_io, progress=progress,
+            services.store,
+            services.settings,
+            engine,
+            services.kpi_table,
+            document.processing.dates,
+            batch_id=batch_id,
+            direct_io=direct_io,
+            progress=progress,
         )
         document = documents.load_or_new(batch_id)
         document.kpis = KpiSummary(dates=written.dates, written=written.written, deleted=written.deleted)
@@ -454,8 +497,9 @@ def archive_step(
             )
         accepted = accepted_versions(report)
         _advance(services, batch_id, accepted, FileStatus.PROCESSED)  # a KPI attempt that died before recording it
-        archived = archive_batch(services.store, services.settings, report, processing_date=processing_date,
-                                 progress=progress)
+        archived = archive_batch(
+            services.store, services.settings, report, processing_date=processing_date, progress=progress
+        )
         etags = dict(accepted)
         files = [ArchivedFile(item["key"], etags[item["key"]], item["archive_key"]) for item in archived]
         moved = sum(
@@ -545,7 +589,9 @@ def resume_queue(services: BatchServices, *, settled: Settled | None = None, lim
             document.resume_pending = True
             documents.save(document)
         resumes[batch_id] = document.resumes
-    return ResumeScan(queue, resumes, {batch_id: [version for version, _ in entries] for batch_id, entries in held.items()})
+    return ResumeScan(
+        queue, resumes, {batch_id: [version for version, _ in entries] for batch_id, entries in held.items()}
+    )
 
 
 def _order(versions: Sequence[FileVersion]) -> int:
@@ -570,6 +616,10 @@ def write_resume_queue(services: BatchServices, scan: ResumeScan) -> str:
     """Store the queue for the MWAA resume sweep (one run per batch, its run id naming the resume, so a resume
     still queued is not triggered twice); returns its URI."""
     bucket = services.settings.processed_bucket
-    runs = [{"batch_id": batch_id, "run_id": f"resume__{batch_id}__{scan.resumes[batch_id]}"} for batch_id in scan.queue]
-    services.store.put_json(bucket, layout.RESUME_QUEUE_KEY, {"batch_ids": scan.queue, "runs": runs, "generated_at": now()})
+    runs = [
+        {"batch_id": batch_id, "run_id": f"resume__{batch_id}__{scan.resumes[batch_id]}"} for batch_id in scan.queue
+    ]
+    services.store.put_json(
+        bucket, layout.RESUME_QUEUE_KEY, {"batch_ids": scan.queue, "runs": runs, "generated_at": now()}
+    )
     return f"s3://{bucket}/{layout.RESUME_QUEUE_KEY}"

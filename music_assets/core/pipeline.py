@@ -8,10 +8,11 @@ Dagster assets, the Glue jobs and the ``compute`` dry run all call these, in thi
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import pyarrow.parquet as pq
 
@@ -46,7 +47,7 @@ Progress = Callable[[str], None]
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 @dataclass(frozen=True)
@@ -74,10 +75,15 @@ class Manifest:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, document: dict[str, Any]) -> "Manifest":
+    def from_dict(cls, document: dict[str, Any]) -> Manifest:
         files = [RawFile(**f) for f in document["files"]]
-        return cls(document["batch_id"], document["raw_bucket"], files, document.get("skipped", []),
-                   document.get("created_at", _now()))
+        return cls(
+            document["batch_id"],
+            document["raw_bucket"],
+            files,
+            document.get("skipped", []),
+            document.get("created_at", _now()),
+        )
 
 
 def plan_batch(batch_id: str, raw_bucket: str, objects: Iterable[ObjectInfo]) -> Manifest:
@@ -298,14 +304,12 @@ def _accepted_staging(report: dict[str, Any], dataset: str) -> list[str]:
     return [f["staging_key"] for f in report["files"] if f["dataset"] == dataset and f["status"] == ACCEPTED]
 
 
-def _parquet_inputs(
-    store: ObjectStore, bucket: str, keys: list[str], local_dir: Path | None
-) -> list[str | Path]:
+def _parquet_inputs(store: ObjectStore, bucket: str, keys: list[str], local_dir: Path | None) -> list[str | Path]:
     """Where an engine reads ``keys``: local copies in ``local_dir``, or the objects' own URIs when None."""
     if local_dir is None:
         return [store.uri(bucket, key) for key in keys]
     paths = [local_dir / f"{index:06d}.parquet" for index in range(len(keys))]
-    store.download_many([(bucket, key, path) for key, path in zip(keys, paths)])
+    store.download_many([(bucket, key, path) for key, path in zip(keys, paths, strict=True)])
     return list(paths)
 
 
@@ -326,7 +330,9 @@ def _update_reference(
     contract = contract_for(dataset)
     snapshot_schema = reference_schema(contract)
     bucket = settings.processed_bucket
-    previous_keys = sorted(i.key for i in store.list(bucket, layout.reference_prefix(dataset)) if i.key.endswith(".parquet"))
+    previous_keys = sorted(
+        i.key for i in store.list(bucket, layout.reference_prefix(dataset)) if i.key.endswith(".parquet")
+    )
     previous = _parquet_inputs(store, bucket, previous_keys, _local_dir(work, f"prev_{dataset}", direct_io))
     engine.register_parquet(f"reference_{dataset}", previous, snapshot_schema)
     staged = _accepted_staging(report, dataset)
@@ -339,7 +345,9 @@ def _update_reference(
     pq.write_table(snapshot, path, compression="snappy")
     snapshot_key = f"{layout.reference_prefix(dataset)}{dataset}.parquet"
     store.upload(path, bucket, snapshot_key)
-    engine.register_parquet(f"reference_{dataset}", [store.uri(bucket, snapshot_key) if direct_io else path], snapshot_schema)
+    engine.register_parquet(
+        f"reference_{dataset}", [store.uri(bucket, snapshot_key) if direct_io else path], snapshot_schema
+    )
     return snapshot.num_rows
 
 
@@ -385,11 +393,13 @@ def process_batch(
         else:
             out_dir = work / "processed"
             engine.write_partitioned(processed_sql, out_dir, PROCESSED_PARTITIONS)
-            store.upload_many([
-                (path, bucket, layout.PROCESSED_PREFIX + path.relative_to(out_dir).as_posix())
-                for day in dates
-                for path in sorted((out_dir / f"date={day}" / f"batch_id={batch_id}").rglob("*.parquet"))
-            ])
+            store.upload_many(
+                [
+                    (path, bucket, layout.PROCESSED_PREFIX + path.relative_to(out_dir).as_posix())
+                    for day in dates
+                    for path in sorted((out_dir / f"date={day}" / f"batch_id={batch_id}").rglob("*.parquet"))
+                ]
+            )
         processed_keys = [
             info.key
             for day in dates
@@ -526,7 +536,7 @@ def _report_date(report: dict[str, Any]) -> date:
     try:
         return date.fromisoformat(str(report.get("generated_at", ""))[:10])
     except ValueError:
-        return datetime.now(timezone.utc).date()
+        return datetime.now(UTC).date()
 
 
 def _archive_target(store: ObjectStore, settings: Settings, batch_id: str, raw: RawFile, day: date) -> str:

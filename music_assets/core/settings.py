@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
-from typing import Mapping
 
 ENGINES = ("duckdb", "spark")
 DEFAULT_DUCKDB_MEMORY_LIMIT = "1.5GB"
@@ -41,7 +41,7 @@ class Settings:
         return f"{self.dynamodb_table_name}_file_tracker"
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> "Settings":
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
         """Build settings from ``environ`` (default ``os.environ``); ``overrides`` win over both."""
         environ = os.environ if environ is None else environ
         values: dict[str, object] = {}
@@ -55,7 +55,7 @@ class Settings:
         settings.check()
         return settings
 
-    def with_overrides(self, **overrides: object) -> "Settings":
+    def with_overrides(self, **overrides: object) -> Settings:
         settings = replace(self, **{k: v for k, v in overrides.items() if v is not None})
         settings.check()
         return settings

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 
 from .contracts import ROW_NUMBER_COLUMN, SONGS, SOURCE_SEQ_COLUMN, USERS
@@ -13,7 +13,7 @@ SONG_COLUMNS = tuple(f.name for f in SONGS.schema if f.name not in INTERNAL_COLU
 USER_COLUMNS = tuple(f.name for f in USERS.schema if f.name not in INTERNAL_COLUMNS)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _template(name: str) -> str:
     return resources.files(__package__).joinpath("sql", f"{name}.sql").read_text(encoding="utf-8")
 

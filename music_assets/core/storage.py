@@ -11,10 +11,11 @@ import json
 import shutil
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, BinaryIO, Iterator, Sequence
+from typing import Any, BinaryIO
 
 from .parallel import in_parallel
 
@@ -115,8 +116,13 @@ def _transient_read_errors() -> tuple[type[BaseException], ...]:
     )
 
     return (
-        ConnectionClosedError, EndpointConnectionError, IncompleteReadError, ReadTimeoutError, ResponseStreamingError,
-        ConnectionError, TimeoutError,
+        ConnectionClosedError,
+        EndpointConnectionError,
+        IncompleteReadError,
+        ReadTimeoutError,
+        ResponseStreamingError,
+        ConnectionError,
+        TimeoutError,
     )
 
 
@@ -281,7 +287,7 @@ class LocalStore(ObjectStore):
     @staticmethod
     def _info(key: str, path: Path) -> ObjectInfo:
         stat = path.stat()
-        modified = datetime.fromtimestamp(stat.st_mtime, tz=timezone.utc).isoformat()
+        modified = datetime.fromtimestamp(stat.st_mtime, tz=UTC).isoformat()
         return ObjectInfo(key, f"{stat.st_size:x}-{stat.st_mtime_ns:x}", stat.st_size, modified)
 
     def _entries(self, bucket: str) -> Iterator[tuple[str, Path]]:

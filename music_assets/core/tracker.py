@@ -7,9 +7,10 @@ Status moves ``CLAIMED → VALIDATED | QUARANTINED → PROCESSED → ARCHIVED`` 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any, Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
 
 from botocore.exceptions import ClientError
 
@@ -26,8 +27,9 @@ REQUEST_WORKERS = 4
 UNPROCESSED_ATTEMPTS = 8
 UNPROCESSED_BACKOFF_SECONDS = 0.05
 
+
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 @dataclass(frozen=True)
@@ -67,8 +69,12 @@ class FileTracker:
         )
         owned = [holder == batch_id for holder in holders]
         return ClaimResult(
-            claimed=[version for version, ours in zip(versions, owned) if ours],
-            taken=[(key, etag, holder) for (key, etag), holder, ours in zip(versions, holders, owned) if not ours],
+            claimed=[version for version, ours in zip(versions, owned, strict=True) if ours],
+            taken=[
+                (key, etag, holder)
+                for (key, etag), holder, ours in zip(versions, holders, owned, strict=True)
+                if not ours
+            ],
         )
 
     def _claim_one(
@@ -79,8 +85,15 @@ class FileTracker:
         try:
             self._client.put_item(
                 TableName=self.table.name,
-                Item={"file_key": key, "etag": etag, "status": FileStatus.CLAIMED.value, "batch_id": batch_id, "claimed_at": _now(),
-                      "updated_at": _now(), **extra},
+                Item={
+                    "file_key": key,
+                    "etag": etag,
+                    "status": FileStatus.CLAIMED.value,
+                    "batch_id": batch_id,
+                    "claimed_at": _now(),
+                    "updated_at": _now(),
+                    **extra,
+                },
                 ConditionExpression="attribute_not_exists(file_key) OR (batch_id = :batch AND #s = :claimed)",
                 ExpressionAttributeNames={"#s": "status"},
                 ExpressionAttributeValues={":batch": batch_id, ":claimed": FileStatus.CLAIMED.value},
@@ -188,4 +201,3 @@ class FileTracker:
             if "LastEvaluatedKey" not in page:
                 return items
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-

@@ -268,7 +268,9 @@ def _fixed_width_bytes(values: pa.Array, width: int) -> np.ndarray:
     if not len(values):
         return np.empty((0, width), dtype=np.uint8)
     start = int(_offsets(values)[0])
-    return np.frombuffer(values.buffers()[2], dtype=np.uint8, count=len(values) * width, offset=start).reshape(-1, width)
+    return np.frombuffer(values.buffers()[2], dtype=np.uint8, count=len(values) * width, offset=start).reshape(
+        -1, width
+    )
 
 
 def _is_time_shaped(values: pa.Array) -> np.ndarray:
@@ -315,10 +317,17 @@ def _listen_time(values: pa.Array) -> _Checked:
 
 
 _RULES: dict[str, tuple[tuple[str, str, Callable[[pa.Array], _Checked]], ...]] = {
-    "streams": (("V3-user_id", "user_id", _integer), ("V3-track_id", "track_id", _non_empty),
-                ("V3-listen_time", "listen_time", _listen_time)),
-    "songs": (("V4-track_id", "track_id", _non_empty), ("V4-track_genre", "track_genre", _non_empty),
-              ("V4-duration_ms", "duration_ms", _integer), ("V4-id", "id", _integer)),
+    "streams": (
+        ("V3-user_id", "user_id", _integer),
+        ("V3-track_id", "track_id", _non_empty),
+        ("V3-listen_time", "listen_time", _listen_time),
+    ),
+    "songs": (
+        ("V4-track_id", "track_id", _non_empty),
+        ("V4-track_genre", "track_genre", _non_empty),
+        ("V4-duration_ms", "duration_ms", _integer),
+        ("V4-id", "id", _integer),
+    ),
     "users": (("V4-user_id", "user_id", _integer),),
 }
 """(rule, column, check) per dataset, in the order they are reported: the first broken rule names the row. A rule
@@ -646,17 +655,22 @@ class _RejectSink:
     def __init__(self, path: Path, value_columns: list[str]) -> None:
         self.path = path
         self.value_columns = value_columns
-        self.schema = pa.schema([(c, pa.string()) for c in value_columns] + [
-            ("_row_number", pa.int64()),
-            ("_rule", pa.string()),
-            ("_reason", pa.string()),
-            ("_raw_record", pa.string()),
-        ])
+        self.schema = pa.schema(
+            [(c, pa.string()) for c in value_columns]
+            + [
+                ("_row_number", pa.int64()),
+                ("_rule", pa.string()),
+                ("_reason", pa.string()),
+                ("_raw_record", pa.string()),
+            ]
+        )
         self._writer: pcsv.CSVWriter | None = None
 
     def write(self, table: pa.Table) -> None:
         if self._writer is None:
-            self._writer = pcsv.CSVWriter(str(self.path), self.schema, write_options=pcsv.WriteOptions(quoting_style="needed"))
+            self._writer = pcsv.CSVWriter(
+                str(self.path), self.schema, write_options=pcsv.WriteOptions(quoting_style="needed")
+            )
         self._writer.write_table(table.select(self.schema.names).cast(self.schema))
 
     def close(self) -> None:
@@ -690,8 +704,15 @@ def validate_file(
     stream: BinaryIO = gzip.GzipFile(fileobj=source, mode="rb") if key.lower().endswith(".gz") else source
     try:
         _validate_stream(
-            stream, contract, result, valid_path, rejected_path, source_seq,
-            chunk_size_bytes, max_decompressed_bytes, on_progress,
+            stream,
+            contract,
+            result,
+            valid_path,
+            rejected_path,
+            source_seq,
+            chunk_size_bytes,
+            max_decompressed_bytes,
+            on_progress,
         )
     except InvalidFile as exc:
         result.quarantine(exc.rule, exc.detail)
@@ -766,7 +787,11 @@ def _staging_writer(path: Path, schema: pa.Schema) -> pq.ParquetWriter:
     strings = [f.name for f in schema if pa.types.is_string(f.type)]
     numbers = [f.name for f in schema if pa.types.is_integer(f.type) or pa.types.is_timestamp(f.type)]
     return pq.ParquetWriter(
-        str(path), schema, compression="snappy", use_dictionary=strings, write_statistics=numbers,
+        str(path),
+        schema,
+        compression="snappy",
+        use_dictionary=strings,
+        write_statistics=numbers,
         column_encoding=dict.fromkeys(numbers, "DELTA_BINARY_PACKED"),
     )
 
@@ -855,8 +880,15 @@ def _reject_rows(
     bad_columns = {name: values.filter(keep) for name, values in columns.items()}
     bad_numbers = pa.array(row_numbers[invalid])
     rejects.write(
-        pa.table({**bad_columns, "_row_number": bad_numbers, "_rule": bad_rules, "_reason": reasons,
-                  "_raw_record": pa.nulls(len(bad_rules), pa.string())})
+        pa.table(
+            {
+                **bad_columns,
+                "_row_number": bad_numbers,
+                "_rule": bad_rules,
+                "_reason": reasons,
+                "_raw_record": pa.nulls(len(bad_rules), pa.string()),
+            }
+        )
     )
     counts = pc.value_counts(bad_rules)
     first_rows = bad_numbers.to_pylist()[:EXAMPLES_KEPT]
@@ -866,6 +898,7 @@ def _reject_rows(
         rule = entry["values"].as_py()
         examples = [
             {"row": first_rows[i], "values": {n: v[i] for n, v in first_values.items()}}
-            for i in range(len(first_rows)) if first_rules[i] == rule
+            for i in range(len(first_rows))
+            if first_rules[i] == rule
         ]
         _count_rejects(result, rule, entry["counts"].as_py(), examples)

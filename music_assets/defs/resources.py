@@ -7,9 +7,10 @@ talks to AWS. Credentials are never part of the config: boto3's default chain fi
 """
 
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
-from functools import lru_cache
-from typing import Any, Iterator
+from functools import cache
+from typing import Any
 
 import boto3
 from botocore.config import Config
@@ -47,7 +48,7 @@ class PipelineSettings(ConfigurableResource):
         return Settings().with_overrides(**{name: getattr(self, name) for name in type(self).model_fields})
 
 
-@lru_cache(maxsize=None)
+@cache
 def _session(profile_name: str | None, local_endpoint: bool) -> boto3.session.Session:
     """One boto3 session per profile (it loads the service models once for all its clients).
 

@@ -103,7 +103,12 @@ def run_batch_in_process(
             if progress:
                 progress(f"sensor: {skip_reason}")
             return BatchRunOutcome(
-                NO_NEW_FILES, True, None, None, None, _kpi_export(resources, settings, read_export),
+                NO_NEW_FILES,
+                True,
+                None,
+                None,
+                None,
+                _kpi_export(resources, settings, read_export),
                 skip_reason=skip_reason,
             )
         request = tick.run_requests[0]
@@ -124,8 +129,10 @@ def run_batch_in_process(
         )
     failures = [event for event in result.all_events if event.is_step_failure]
     errors = [f"{event.step_key}: {_root_cause(event.step_failure_data.error)}" for event in failures]
-    report = cast(PipelineS3Resource, resources["s3"]).store().get_json(
-        settings.processed_bucket, layout.report_key(batch_id)
+    report = (
+        cast(PipelineS3Resource, resources["s3"])
+        .store()
+        .get_json(settings.processed_bucket, layout.report_key(batch_id))
     )
     return BatchRunOutcome(
         status=report["overall_status"] if report else "UNKNOWN",
@@ -144,7 +151,8 @@ def _fail_runs_of_dead_runners(instance: DagsterInstance, progress: Progress | N
     (killed, machine crash): otherwise they stay STARTED and the sensor waits for them forever."""
     runs = instance.get_runs(
         filters=RunsFilter(
-            job_name=BATCH_PIPELINE_JOB_NAME, statuses=UNFINISHED_RUN_STATUSES,
+            job_name=BATCH_PIPELINE_JOB_NAME,
+            statuses=UNFINISHED_RUN_STATUSES,
             tags={RUNNER_HOST_TAG: socket.gethostname()},
         )
     )

@@ -13,8 +13,8 @@ batch to request again before any new file is claimed, under its batch id as run
 
 import hashlib
 import json
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Callable, Iterable, Mapping
 
 from botocore.exceptions import ClientError
 from dagster import (
@@ -109,7 +109,10 @@ def plan_tick(
         batch_id = scan.queue[0]
         waiting = {info.key for info in fresh} | held_keys
         return TickPlan(
-            _next_cursor(listing, waiting), batch_id, files=len(scan.held.get(batch_id, [])), waiting=len(fresh),
+            _next_cursor(listing, waiting),
+            batch_id,
+            files=len(scan.held.get(batch_id, [])),
+            waiting=len(fresh),
             resumed=True,
         )
     csv_files = [info for info in fresh if layout.is_csv_key(info.key)]

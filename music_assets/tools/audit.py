@@ -23,9 +23,10 @@ from __future__ import annotations
 
 import tempfile
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import pyarrow.parquet as pq
 
@@ -35,12 +36,12 @@ from ..core.kpi_store import read_kpi_items
 from ..core.kpis import export_from_items, to_dynamodb_items
 from ..core.pipeline import PROCEED_STATUSES, compute_daily_kpis
 from ..core.settings import Settings
-from ..core.storage import ObjectInfo, ObjectStore
 from ..core.status import FileStatus
+from ..core.storage import ObjectInfo, ObjectStore
 from ..core.tracker import FileTracker
+from ..core.validation import ACCEPTED
 
 ARCHIVED, QUARANTINED = FileStatus.ARCHIVED, FileStatus.QUARANTINED
-from ..core.validation import ACCEPTED
 
 ARCHIVE_PREFIX = "archive/"
 QUARANTINE_PREFIX = "quarantine/"
@@ -66,9 +67,7 @@ class AuditResult:
         return self.ok and not self.in_flight
 
 
-def _terminal_copies(
-    store: ObjectStore, settings: Settings, items: list[dict[str, Any]]
-) -> dict[Version, list[str]]:
+def _terminal_copies(store: ObjectStore, settings: Settings, items: list[dict[str, Any]]) -> dict[Version, list[str]]:
     """(raw key, etag) → every archive or quarantine object holding that version.
 
     Objects are placed under their raw key (or its ``unsafe-keys/`` stand-in); an object whose own ETag is
@@ -150,7 +149,8 @@ def _check_files(
                 result.violations.append(f"stuck: {result.in_flight[-1]} though no run is under way{error}")
     tracked = {(i["file_key"], i["etag"]) for i in items}
     result.counts["pending_raw_objects"] = sum(
-        1 for key, info in raw.items()
+        1
+        for key, info in raw.items()
         if (key, info.etag) not in tracked and layout.dataset_of_key(key) and layout.is_csv_key(key)
     )
     for key, etag in sorted(set(uploaded or ())):

@@ -5,16 +5,23 @@ from __future__ import annotations
 import json
 import shutil
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from ..core import layout
 from ..core.engines import create_engine
 from ..core.kpis import DailyKpis, export_from_items, to_dynamodb_items
-from ..core.pipeline import PROCEED_STATUSES, ProcessingResult, compute_daily_kpis, plan_batch, process_batch, validate_batch
+from ..core.pipeline import (
+    PROCEED_STATUSES,
+    ProcessingResult,
+    Progress,
+    compute_daily_kpis,
+    plan_batch,
+    process_batch,
+    validate_batch,
+)
 from ..core.settings import Settings
-from ..core.pipeline import Progress
 from ..core.storage import LocalStore
 
 OUTPUT_BUCKETS = ("processed_bucket", "quarantine_bucket", "archive_bucket")
@@ -83,7 +90,7 @@ def run_dry(
             raise InputLayoutError(f"{folder} holds the input folder {data_dir}: choose another --out")
         shutil.rmtree(folder, ignore_errors=True)
     store = LocalStore({settings.raw_data_bucket: inputs, **outputs})
-    batch_id = batch_id or layout.make_batch_id("dry-run", datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ"))
+    batch_id = batch_id or layout.make_batch_id("dry-run", datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ"))
     manifest = plan_batch(batch_id, settings.raw_data_bucket, store.list(settings.raw_data_bucket))
     store.put_json(settings.processed_bucket, layout.manifest_key(batch_id), manifest.to_dict())
     report = validate_batch(store, settings, manifest, keep_raw=True, progress=progress)
@@ -91,7 +98,8 @@ def run_dry(
     items: list[dict[str, Any]] = []
     if report["overall_status"] in PROCEED_STATUSES:
         with create_engine(
-            settings.engine, shuffle_partitions=settings.spark_shuffle_partitions,
+            settings.engine,
+            shuffle_partitions=settings.spark_shuffle_partitions,
             duckdb_memory_limit=settings.duckdb_memory_limit,
         ) as engine:
             processing = process_batch(store, settings, engine, report, progress=progress)

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
-from functools import lru_cache
 from datetime import date, timedelta
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -21,29 +21,145 @@ import pyarrow.compute as pc
 STREAMS_HEADER = ("user_id", "track_id", "listen_time")
 USERS_HEADER = ("user_id", "user_name", "user_age", "user_country", "created_at")
 SONGS_HEADER = (
-    "id", "track_id", "artists", "album_name", "track_name", "popularity", "duration_ms",
-    "explicit", "danceability", "energy", "key", "loudness", "mode", "speechiness",
-    "acousticness", "instrumentalness", "liveness", "valence", "tempo", "time_signature",
+    "id",
+    "track_id",
+    "artists",
+    "album_name",
+    "track_name",
+    "popularity",
+    "duration_ms",
+    "explicit",
+    "danceability",
+    "energy",
+    "key",
+    "loudness",
+    "mode",
+    "speechiness",
+    "acousticness",
+    "instrumentalness",
+    "liveness",
+    "valence",
+    "tempo",
+    "time_signature",
     "track_genre",
 )
 
 # The 114 genres of the Kaggle "Spotify Tracks Dataset", in the file's block order.
 SPOTIFY_GENRES = (
-    "acoustic", "afrobeat", "alt-rock", "alternative", "ambient", "anime", "black-metal",
-    "bluegrass", "blues", "brazil", "breakbeat", "british", "cantopop", "chicago-house",
-    "children", "chill", "classical", "club", "comedy", "country", "dance", "dancehall",
-    "death-metal", "deep-house", "detroit-techno", "disco", "disney", "drum-and-bass", "dub",
-    "dubstep", "edm", "electro", "electronic", "emo", "folk", "forro", "french", "funk",
-    "garage", "german", "gospel", "goth", "grindcore", "groove", "grunge", "guitar", "happy",
-    "hard-rock", "hardcore", "hardstyle", "heavy-metal", "hip-hop", "honky-tonk", "house",
-    "idm", "indian", "indie-pop", "indie", "industrial", "iranian", "j-dance", "j-idol",
-    "j-pop", "j-rock", "jazz", "k-pop", "kids", "latin", "latino", "malay", "mandopop",
-    "metal", "metalcore", "minimal-techno", "mpb", "new-age", "opera", "pagode", "party",
-    "piano", "pop-film", "pop", "power-pop", "progressive-house", "psych-rock", "punk-rock",
-    "punk", "r-n-b", "reggae", "reggaeton", "rock-n-roll", "rock", "rockabilly", "romance",
-    "sad", "salsa", "samba", "sertanejo", "show-tunes", "singer-songwriter", "ska", "sleep",
-    "songwriter", "soul", "spanish", "study", "swedish", "synth-pop", "tango", "techno",
-    "trance", "trip-hop", "turkish", "world-music",
+    "acoustic",
+    "afrobeat",
+    "alt-rock",
+    "alternative",
+    "ambient",
+    "anime",
+    "black-metal",
+    "bluegrass",
+    "blues",
+    "brazil",
+    "breakbeat",
+    "british",
+    "cantopop",
+    "chicago-house",
+    "children",
+    "chill",
+    "classical",
+    "club",
+    "comedy",
+    "country",
+    "dance",
+    "dancehall",
+    "death-metal",
+    "deep-house",
+    "detroit-techno",
+    "disco",
+    "disney",
+    "drum-and-bass",
+    "dub",
+    "dubstep",
+    "edm",
+    "electro",
+    "electronic",
+    "emo",
+    "folk",
+    "forro",
+    "french",
+    "funk",
+    "garage",
+    "german",
+    "gospel",
+    "goth",
+    "grindcore",
+    "groove",
+    "grunge",
+    "guitar",
+    "happy",
+    "hard-rock",
+    "hardcore",
+    "hardstyle",
+    "heavy-metal",
+    "hip-hop",
+    "honky-tonk",
+    "house",
+    "idm",
+    "indian",
+    "indie-pop",
+    "indie",
+    "industrial",
+    "iranian",
+    "j-dance",
+    "j-idol",
+    "j-pop",
+    "j-rock",
+    "jazz",
+    "k-pop",
+    "kids",
+    "latin",
+    "latino",
+    "malay",
+    "mandopop",
+    "metal",
+    "metalcore",
+    "minimal-techno",
+    "mpb",
+    "new-age",
+    "opera",
+    "pagode",
+    "party",
+    "piano",
+    "pop-film",
+    "pop",
+    "power-pop",
+    "progressive-house",
+    "psych-rock",
+    "punk-rock",
+    "punk",
+    "r-n-b",
+    "reggae",
+    "reggaeton",
+    "rock-n-roll",
+    "rock",
+    "rockabilly",
+    "romance",
+    "sad",
+    "salsa",
+    "samba",
+    "sertanejo",
+    "show-tunes",
+    "singer-songwriter",
+    "ska",
+    "sleep",
+    "songwriter",
+    "soul",
+    "spanish",
+    "study",
+    "swedish",
+    "synth-pop",
+    "tango",
+    "techno",
+    "trance",
+    "trip-hop",
+    "turkish",
+    "world-music",
 )
 
 MAX_BAD_ROW_RATIO = 0.05
@@ -58,28 +174,151 @@ ZIPF_EXPONENT = 1.07
 _BASE62 = np.frombuffer(b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz", dtype=np.uint8)
 _NEEDS_QUOTES = r'[",\r\n]'
 _FIRST_NAMES = (
-    "Norma", "Jorge", "Elizabeth", "Susan", "Peter", "Theresa", "Christopher", "Angela",
-    "Michael", "Laura", "David", "Sarah", "James", "Maria", "Robert", "Linda", "William",
-    "Karen", "Daniel", "Nancy", "Kevin", "Lisa", "Brian", "Emily", "Jason", "Megan",
-    "Anthony", "Rachel", "Steven", "Julie", "Amara", "Kwame", "Ama", "Kofi", "Yaw", "Efua",
-    "Chloé", "José", "Zoë", "Renée",
+    "Norma",
+    "Jorge",
+    "Elizabeth",
+    "Susan",
+    "Peter",
+    "Theresa",
+    "Christopher",
+    "Angela",
+    "Michael",
+    "Laura",
+    "David",
+    "Sarah",
+    "James",
+    "Maria",
+    "Robert",
+    "Linda",
+    "William",
+    "Karen",
+    "Daniel",
+    "Nancy",
+    "Kevin",
+    "Lisa",
+    "Brian",
+    "Emily",
+    "Jason",
+    "Megan",
+    "Anthony",
+    "Rachel",
+    "Steven",
+    "Julie",
+    "Amara",
+    "Kwame",
+    "Ama",
+    "Kofi",
+    "Yaw",
+    "Efua",
+    "Chloé",
+    "José",
+    "Zoë",
+    "Renée",
 )
 _LAST_NAMES = (
-    "Fisher", "Sullivan", "Woods", "Wagner", "Hansen", "Mitchell", "Lee", "Walker", "Young",
-    "Allen", "King", "Wright", "Scott", "Torres", "Nguyen", "Hill", "Flores", "Green",
-    "Adams", "Nelson", "Baker", "Hall", "Rivera", "Campbell", "Carter", "Roberts", "Mensah",
-    "Owusu", "Boateng", "Asante", "O'Brien", "Núñez", "Müller", "Ødegaard",
+    "Fisher",
+    "Sullivan",
+    "Woods",
+    "Wagner",
+    "Hansen",
+    "Mitchell",
+    "Lee",
+    "Walker",
+    "Young",
+    "Allen",
+    "King",
+    "Wright",
+    "Scott",
+    "Torres",
+    "Nguyen",
+    "Hill",
+    "Flores",
+    "Green",
+    "Adams",
+    "Nelson",
+    "Baker",
+    "Hall",
+    "Rivera",
+    "Campbell",
+    "Carter",
+    "Roberts",
+    "Mensah",
+    "Owusu",
+    "Boateng",
+    "Asante",
+    "O'Brien",
+    "Núñez",
+    "Müller",
+    "Ødegaard",
 )
 _TITLE_WORDS = (
-    "Love", "Night", "Dream", "Fire", "Heart", "Summer", "Rain", "Dance", "Midnight", "Gold",
-    "Blue", "River", "Ocean", "Shadow", "Light", "Storm", "Paradise", "Echo", "Wild", "Home",
-    "Stars", "Forever", "Lonely", "Sweet", "Broken", "Electric", "City", "Road", "Sky",
-    "Moon", "Sun", "Fever", "Silence", "Thunder", "Velvet", "Neon", "Golden", "Crazy",
-    "Young", "Free", "Alive", "Tonight", "Memories", "Waves", "Angel", "Ghost", "Diamond",
-    "Honey", "Highway", "Runaway", "Kingdom", "Mirror", "Garden", "Rebel", "Soul", "Rhythm",
+    "Love",
+    "Night",
+    "Dream",
+    "Fire",
+    "Heart",
+    "Summer",
+    "Rain",
+    "Dance",
+    "Midnight",
+    "Gold",
+    "Blue",
+    "River",
+    "Ocean",
+    "Shadow",
+    "Light",
+    "Storm",
+    "Paradise",
+    "Echo",
+    "Wild",
+    "Home",
+    "Stars",
+    "Forever",
+    "Lonely",
+    "Sweet",
+    "Broken",
+    "Electric",
+    "City",
+    "Road",
+    "Sky",
+    "Moon",
+    "Sun",
+    "Fever",
+    "Silence",
+    "Thunder",
+    "Velvet",
+    "Neon",
+    "Golden",
+    "Crazy",
+    "Young",
+    "Free",
+    "Alive",
+    "Tonight",
+    "Memories",
+    "Waves",
+    "Angel",
+    "Ghost",
+    "Diamond",
+    "Honey",
+    "Highway",
+    "Runaway",
+    "Kingdom",
+    "Mirror",
+    "Garden",
+    "Rebel",
+    "Soul",
+    "Rhythm",
 )
 _NON_ASCII_WORDS = (
-    "Café", "Corazón", "Niño", "Straße", "Smörgåsbord", "Ça va", "夜に駆ける", "사랑", "Ночь",
+    "Café",
+    "Corazón",
+    "Niño",
+    "Straße",
+    "Smörgåsbord",
+    "Ça va",
+    "夜に駆ける",
+    "사랑",
+    "Ночь",
 )
 _TRICKY_TITLES = ('Hello, "World"', '"Heroes"', "Comma, Separated, Title", 'Say "Hi", Then Go')
 _TRICKY_ARTISTS = ("Tyler, The Creator", "Earth, Wind & Fire", 'Jimmy "Bo" Horne')
@@ -278,9 +517,11 @@ def _titles(rng: np.random.Generator, n: int) -> pa.Array:
     w1, w2, w3 = (_pick(rng, _TITLE_WORDS, n) for _ in range(3))
     words = rng.integers(1, 4, n)
     plain = pc.if_else(
-        pa.array(words == 1), w1,
-        pc.if_else(pa.array(words == 2), pc.binary_join_element_wise(w1, w2, " "),
-                   pc.binary_join_element_wise(w1, w2, w3, " ")),
+        pa.array(words == 1),
+        w1,
+        pc.if_else(
+            pa.array(words == 2), pc.binary_join_element_wise(w1, w2, " "), pc.binary_join_element_wise(w1, w2, w3, " ")
+        ),
     )
     variants = [
         (0.04, pc.binary_join_element_wise(w1, w2, ", ")),
@@ -301,9 +542,7 @@ def _titles(rng: np.random.Generator, n: int) -> pa.Array:
 def _artists(rng: np.random.Generator, n: int) -> pa.Array:
     """Artist credits: 1-3 distinct names of a shared pool joined with ``;``."""
     size = max(3, n // 3)
-    names = pc.binary_join_element_wise(
-        _pick(rng, _FIRST_NAMES, size), _pick(rng, _LAST_NAMES, size), " "
-    )
+    names = pc.binary_join_element_wise(_pick(rng, _FIRST_NAMES, size), _pick(rng, _LAST_NAMES, size), " ")
     names = pa.concat_arrays([_strings(_TRICKY_ARTISTS), names[len(_TRICKY_ARTISTS) :]])
     first = rng.integers(0, size, n)
     second = (first + rng.integers(1, size // 2 + 1, n)) % size
@@ -311,9 +550,11 @@ def _artists(rng: np.random.Generator, n: int) -> pa.Array:
     a1, a2, a3 = (pc.take(names, pa.array(i)) for i in (first, second, third))
     count = rng.choice(3, size=n, p=(0.75, 0.18, 0.07))
     return pc.if_else(
-        pa.array(count == 0), a1,
-        pc.if_else(pa.array(count == 1), pc.binary_join_element_wise(a1, a2, ";"),
-                   pc.binary_join_element_wise(a1, a2, a3, ";")),
+        pa.array(count == 0),
+        a1,
+        pc.if_else(
+            pa.array(count == 1), pc.binary_join_element_wise(a1, a2, ";"), pc.binary_join_element_wise(a1, a2, a3, ";")
+        ),
     )
 
 
@@ -441,9 +682,7 @@ def _clock_text() -> pa.Array:
     return pc.binary_join_element_wise(*parts, ":")
 
 
-def _event_text(
-    track_ids: pa.Array, user: np.ndarray, track: np.ndarray, second: np.ndarray, start: date
-) -> pa.Array:
+def _event_text(track_ids: pa.Array, user: np.ndarray, track: np.ndarray, second: np.ndarray, start: date) -> pa.Array:
     """``user_id,track_id,listen_time`` lines (without newline); ``second`` counts from ``start`` 00:00:00."""
     days = int(second.max()) // 86_400 + 1 if len(second) else 1
     day_text = _strings([f"{start + timedelta(days=d)} " for d in range(days)])
@@ -594,31 +833,55 @@ def _write_dirty(
     path = streams / "dirty_bom_crlf_blanks.csv"
     blanked = [" " + " , ".join(g.split(",")) + " " for g in good]
     _write_lines(path, [" user_id , track_id ,listen_time ", *blanked], newline="\r\n", prefix=b"\xef\xbb\xbf")
-    add(path, "V1/V2/V3 BOM, CRLF and blanks", "accepted", 30, 0,
-        "UTF-8 BOM, CRLF line endings, blanks around header names and values: all rows valid after stripping")
+    add(
+        path,
+        "V1/V2/V3 BOM, CRLF and blanks",
+        "accepted",
+        30,
+        0,
+        "UTF-8 BOM, CRLF line endings, blanks around header names and values: all rows valid after stripping",
+    )
 
     good = _good_lines(rng, catalog, 30, days, start)
     path = streams / "dirty_reordered_extra_column.csv"
     reordered = [f"{t},web,{u},{k}" for u, k, t in (g.split(",") for g in good)]
     _write_lines(path, ["listen_time,device,user_id,track_id", *reordered])
-    add(path, "V2 column order and extra column", "accepted", 30, 0,
-        "columns reordered and an unknown column 'device': all rows valid")
+    add(
+        path,
+        "V2 column order and extra column",
+        "accepted",
+        30,
+        0,
+        "columns reordered and an unknown column 'device': all rows valid",
+    )
 
     lines = _good_lines(rng, catalog, 250, days, start)
     bad = _bad_stream_lines(lines[240:], start)
     good = [*lines[:239], f"999999999999999999,{lines[0].split(',')[1]},{start} 23:59:59"]
     path = streams / "dirty_bad_rows.csv"
     _write_lines(path, ["user_id,track_id,listen_time", *_mix(rng, good, bad)])
-    add(path, "V3 invalid rows under threshold", "rejected_rows", 250, len(bad),
+    add(
+        path,
+        "V3 invalid rows under threshold",
+        "rejected_rows",
+        250,
+        len(bad),
         "user_id abc / 19 digits / -7, empty and blank track_id, listen_time 02-30, T separator and 24:00:00, "
-        "2 and 4 fields; 10 of 250 rows (4%); an 18-digit user_id row is valid")
+        "2 and 4 fields; 10 of 250 rows (4%); an 18-digit user_id row is valid",
+    )
 
     good = _good_lines(rng, catalog, 105, days, start)
     path = streams / "dirty_at_threshold.csv"
     bad = _bad_stream_lines(good[95:], start)[:5]
     _write_lines(path, ["user_id,track_id,listen_time", *_mix(rng, good[:95], bad)])
-    add(path, "V5 exactly at threshold", "rejected_rows", 100, 5,
-        "5 of 100 rows invalid (5% does not exceed MAX_REJECTED_ROW_RATIO 0.05)")
+    add(
+        path,
+        "V5 exactly at threshold",
+        "rejected_rows",
+        100,
+        5,
+        "5 of 100 rows invalid (5% does not exceed MAX_REJECTED_ROW_RATIO 0.05)",
+    )
 
     good = _good_lines(rng, catalog, 104, days, start)
     path = streams / "dirty_over_threshold.csv"
@@ -657,7 +920,11 @@ def _write_songs_extra(out_dir: Path, rng: np.random.Generator, first_id: int, e
     path = out_dir / "songs" / "songs_extra.csv"
     _write_table(path, SONGS_HEADER, [pa.array(c, pa.string()) for c in table])
     return DirtyCase(
-        path.relative_to(out_dir).as_posix(), "V4 invalid song rows", "rejected_rows", rows, 5,
+        path.relative_to(out_dir).as_posix(),
+        "V4 invalid song rows",
+        "rejected_rows",
+        rows,
+        5,
         "empty track_genre, duration_ms 215000.5 and 3:35, id x17, empty track_id (5 of 120 rows); "
         "track ids absent from songs.csv; one track on two rows where the later row has the lower id",
     )
@@ -674,8 +941,15 @@ def _write_users_extra(out_dir: Path, rng: np.random.Generator, first_id: int) -
     _write_table(path, USERS_HEADER, [pa.array([str(v) for v in c]) for c in table])
     relative = path.relative_to(out_dir).as_posix()
     return [
-        DirtyCase(relative, "V4 non-integer user_age", "nulled_user_age", rows, 3,
-                  "user_age abc, 42.5 and forty become null; the rows are kept"),
-        DirtyCase(relative, "V4 invalid user_id", "rejected_rows", rows, 1,
-                  "user_id with a letter prefix (1 of 50 rows)"),
+        DirtyCase(
+            relative,
+            "V4 non-integer user_age",
+            "nulled_user_age",
+            rows,
+            3,
+            "user_age abc, 42.5 and forty become null; the rows are kept",
+        ),
+        DirtyCase(
+            relative, "V4 invalid user_id", "rejected_rows", rows, 1, "user_id with a letter prefix (1 of 50 rows)"
+        ),
     ]

@@ -13,8 +13,9 @@ import logging
 import os
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -58,7 +59,11 @@ def airflow_home(tmp_path_factory: pytest.TempPathFactory, bundle: ExportResult)
     # Airflow's logging config sends py4j's INFO lines (Spark shutting down at exit) to a closed stream.
     logging.getLogger("py4j").setLevel(logging.WARNING)
     result = subprocess.run(
-        [str(AIRFLOW_BIN), "db", "migrate"], env=os.environ.copy(), capture_output=True, text=True, timeout=300,
+        [str(AIRFLOW_BIN), "db", "migrate"],
+        env=os.environ.copy(),
+        capture_output=True,
+        text=True,
+        timeout=300,
         check=False,
     )
     if result.returncode != 0:
@@ -154,11 +159,13 @@ def run_dag(monkeypatch: pytest.MonkeyPatch) -> Callable[..., tuple[Any, dict[st
     """``run_dag(dag, world, conf)``: ``dag.test()`` with the world's Variables and an AWS connection to moto;
     returns the DagRun and its task states by ``task_id`` (``task_id[map_index]`` for mapped tasks)."""
 
-    def run(dag: Any, world: "GlueWorld", conf: dict[str, Any] | None) -> tuple[Any, dict[str, str]]:
+    def run(dag: Any, world: GlueWorld, conf: dict[str, Any] | None) -> tuple[Any, dict[str, str]]:
         for name, value in world.variables().items():
             monkeypatch.setenv(f"AIRFLOW_VAR_{name.upper()}", value)
         connection = {
-            "conn_type": "aws", "login": world.env["AWS_ACCESS_KEY_ID"], "password": world.env["AWS_SECRET_ACCESS_KEY"],
+            "conn_type": "aws",
+            "login": world.env["AWS_ACCESS_KEY_ID"],
+            "password": world.env["AWS_SECRET_ACCESS_KEY"],
             "extra": {"region_name": world.settings.aws_region, "endpoint_url": world.settings.s3_endpoint_url},
         }
         monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps(connection))

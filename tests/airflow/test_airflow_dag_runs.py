@@ -12,18 +12,19 @@ rendered script args), as Glue would.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 from glue.glue_harness import GlueWorld, make_world
+from oracle.kpi_oracle import oracle_from_dir
 
 from airflow_export import ExportResult
 from lambda_trigger.trigger_dag_lambda import S3Object, build_batch_id, build_conf
 from music_assets.core import aws, layout
 from music_assets.core.kpis import export_from_items
 from music_assets.tools.sample_data import generate_dataset
-from oracle.kpi_oracle import oracle_from_dir
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
@@ -42,16 +43,27 @@ def clean_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _lambda_conf(world: GlueWorld, data: Path, keys: list[str] | None = None) -> dict[str, Any]:
     """The DAG run conf the trigger Lambda sends for these uploaded objects."""
     objects = [
-        S3Object(bucket=world.settings.raw_data_bucket, key=info.key, event_name="ObjectCreated:Put",
-                 event_time="2024-06-25T10:15:00.000Z", size=info.size, etag=info.etag, sequencer=None)
+        S3Object(
+            bucket=world.settings.raw_data_bucket,
+            key=info.key,
+            event_name="ObjectCreated:Put",
+            event_time="2024-06-25T10:15:00.000Z",
+            size=info.size,
+            etag=info.etag,
+            sequencer=None,
+        )
         for info in world.upload(data, keys)
     ]
     return build_conf(build_batch_id(objects), objects)
 
 
 def test_passed_batch_runs_every_glue_job_and_ends_at_success_end(
-    runnable_dag: Any, glue_runs_locally: list[dict[str, str]], stack: Any, clean_data: Path,
-    bundle: ExportResult, run_dag: RunDag,
+    runnable_dag: Any,
+    glue_runs_locally: list[dict[str, str]],
+    stack: Any,
+    clean_data: Path,
+    bundle: ExportResult,
+    run_dag: RunDag,
 ) -> None:
     world = make_world(stack, "dag-passed")
     conf = _lambda_conf(world, clean_data)
@@ -60,7 +72,9 @@ def test_passed_batch_runs_every_glue_job_and_ends_at_success_end(
 
     assert str(run.state) == "success", states
     assert {task: states[task] for task in (*GLUE_TASKS, "success_end", "validation_failed_end")} == {
-        **{task: "success" for task in GLUE_TASKS}, "success_end": "success", "validation_failed_end": "skipped",
+        **{task: "success" for task in GLUE_TASKS},
+        "success_end": "success",
+        "validation_failed_end": "skipped",
     }
     batch_id = conf["batch_id"]
     report = world.store.get_json(world.settings.processed_bucket, layout.report_key(batch_id))
@@ -69,8 +83,10 @@ def test_passed_batch_runs_every_glue_job_and_ends_at_success_end(
     assert list(world.store.list(world.settings.raw_data_bucket)) == []
     ours = [r for r in glue_runs_locally if r["--batch_id"] == batch_id]
     assert [(r["job"], r.get("--task_type")) for r in ours] == [
-        ("music_streaming_validation", None), ("music_streaming_etl_complete", "full_etl"),
-        ("music_streaming_etl_complete", "dynamodb_only"), ("music_streaming_etl_complete", "archiving_only"),
+        ("music_streaming_validation", None),
+        ("music_streaming_etl_complete", "full_etl"),
+        ("music_streaming_etl_complete", "dynamodb_only"),
+        ("music_streaming_etl_complete", "archiving_only"),
     ]
     assert json.loads(ours[0]["--files_json"]) == conf["files"]
     assert ours[0]["--processed_bucket"] == world.settings.processed_bucket
@@ -78,13 +94,27 @@ def test_passed_batch_runs_every_glue_job_and_ends_at_success_end(
     for job in ("music_streaming_validation", "music_streaming_etl_complete"):
         created = glue.get_job(JobName=job)["Job"]
         request = json.loads((bundle.out_dir / "glue" / f"{job}.json").read_text())
-        for field in ("Role", "Command", "DefaultArguments", "GlueVersion", "WorkerType", "NumberOfWorkers",
-                      "Timeout", "ExecutionProperty", "MaxRetries", "Description"):
+        for field in (
+            "Role",
+            "Command",
+            "DefaultArguments",
+            "GlueVersion",
+            "WorkerType",
+            "NumberOfWorkers",
+            "Timeout",
+            "ExecutionProperty",
+            "MaxRetries",
+            "Description",
+        ):
             assert created[field] == request[field], (job, field)
 
 
 def test_failed_validation_ends_at_validation_failed_end(
-    runnable_dag: Any, glue_runs_locally: list[dict[str, str]], stack: Any, clean_data: Path, run_dag: RunDag,
+    runnable_dag: Any,
+    glue_runs_locally: list[dict[str, str]],
+    stack: Any,
+    clean_data: Path,
+    run_dag: RunDag,
 ) -> None:
     world = make_world(stack, "dag-failed")
     conf = _lambda_conf(world, clean_data, keys=["streams/streams1.csv"])
@@ -97,11 +127,16 @@ def test_failed_validation_ends_at_validation_failed_end(
     assert (states["validation_failed_end"], states["success_end"]) == ("success", "skipped")
     report = world.store.get_json(world.settings.processed_bucket, layout.report_key(conf["batch_id"]))
     assert report["overall_status"] == "FAILED"
-    assert [r["job"] for r in glue_runs_locally if r["--batch_id"] == conf["batch_id"]] == ["music_streaming_validation"]
+    assert [r["job"] for r in glue_runs_locally if r["--batch_id"] == conf["batch_id"]] == [
+        "music_streaming_validation"
+    ]
 
 
 def test_no_new_files_ends_at_success_end_with_a_run_id_batch(
-    runnable_dag: Any, glue_runs_locally: list[dict[str, str]], stack: Any, run_dag: RunDag,
+    runnable_dag: Any,
+    glue_runs_locally: list[dict[str, str]],
+    stack: Any,
+    run_dag: RunDag,
 ) -> None:
     world = make_world(stack, "dag-empty")
 

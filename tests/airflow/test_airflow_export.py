@@ -15,6 +15,7 @@ import botocore.session
 import dagster as dg
 import pytest
 from botocore.validate import validate_parameters
+from support import REPO_ROOT
 
 from airflow_export import AssetGraphError, EnvironmentConfigError, ExportResult, export_bundle, load_environment
 from airflow_export.bundle import BundleError, py_literal
@@ -22,7 +23,6 @@ from airflow_export.config import DEFAULT_CONFIG_PATH
 from airflow_export.glue import GlueScriptError
 from airflow_export.graph import task_graph
 from music_assets.defs.mapping import AirflowTwin
-from support import REPO_ROOT
 
 BOTO = botocore.session.get_session()
 
@@ -47,8 +47,11 @@ def test_aws_requests_fit_the_botocore_models(bundle: ExportResult) -> None:
     for name in bundle.files:
         if name.startswith("dynamodb/"):
             _validate("dynamodb", "CreateTable", _json(bundle, name))
-    _validate("s3", "PutBucketNotificationConfiguration",
-              {"Bucket": "music-raw", "NotificationConfiguration": _json(bundle, "s3/raw-bucket-notification.json")})
+    _validate(
+        "s3",
+        "PutBucketNotificationConfiguration",
+        {"Bucket": "music-raw", "NotificationConfiguration": _json(bundle, "s3/raw-bucket-notification.json")},
+    )
     _validate("lambda", "CreateFunction", {**_json(bundle, "lambda/create-function.json"), "Code": {"ZipFile": b"zip"}})
 
 
@@ -62,7 +65,10 @@ def test_one_notification_configuration_per_raw_prefix(bundle: ExportResult) -> 
 
 
 def test_glue_jobs_ship_the_core_zip_and_the_environment_capacity(bundle: ExportResult) -> None:
-    validation, etl = _json(bundle, "glue/music_streaming_validation.json"), _json(bundle, "glue/music_streaming_etl_complete.json")
+    validation, etl = (
+        _json(bundle, "glue/music_streaming_validation.json"),
+        _json(bundle, "glue/music_streaming_etl_complete.json"),
+    )
     for job in (validation, etl):
         assert job["DefaultArguments"]["--extra-py-files"] == "s3://music-glue-assets/glue/music_assets_core.zip"
         assert (job["GlueVersion"], job["WorkerType"], job["Command"]["Name"]) == ("5.1", "G.1X", "glueetl")
@@ -81,7 +87,9 @@ def test_policies_are_scoped_to_the_environment(bundle: ExportResult) -> None:
                 if resource == "*":
                     assert statement["Action"] == ["cloudwatch:PutMetricData"]
                     assert set(statement["Condition"]["StringEquals"]["cloudwatch:namespace"]) >= {
-                        "DataValidation/Metrics", "ETL/Metrics"}
+                        "DataValidation/Metrics",
+                        "ETL/Metrics",
+                    }
                 else:
                     assert re.fullmatch(r"arn:aws:[a-z0-9-]+:(us-east-1)?:(123456789012)?:.+", resource), resource
     lambda_policy = _json(bundle, "iam/lambda-policy.json")["Statement"][0]
@@ -89,14 +97,20 @@ def test_policies_are_scoped_to_the_environment(bundle: ExportResult) -> None:
     assert lambda_policy["Resource"] == ["arn:aws:airflow:us-east-1:123456789012:role/music-streaming-mwaa/User"]
     mwaa = _json(bundle, "iam/mwaa-execution-policy.json")["Statement"]
     assert mwaa[0]["Resource"] == [f"arn:aws:glue:us-east-1:123456789012:job/{job}" for job in bundle.glue_jobs]
-    assert mwaa[1] == {"Sid": "ReadValidationReports", "Effect": "Allow", "Action": ["s3:GetObject"],
-                       "Resource": ["arn:aws:s3:::music-processed/validation_results/batch_id=*/validation_report.json"]}
+    assert mwaa[1] == {
+        "Sid": "ReadValidationReports",
+        "Effect": "Allow",
+        "Action": ["s3:GetObject"],
+        "Resource": ["arn:aws:s3:::music-processed/validation_results/batch_id=*/validation_report.json"],
+    }
 
 
 def test_cli_trigger_method_gets_create_cli_token_on_the_environment(tmp_path: Path, bundle_definitions: Any) -> None:
     config = tmp_path / "environments.toml"
-    config.write_text(DEFAULT_CONFIG_PATH.read_text() + '\n[cli]\nlambda_trigger_method = "cli"\n'
-                      'mwaa_airflow_version = "2.10.3"\nmwaa_python_version = "3.11"\n')
+    config.write_text(
+        DEFAULT_CONFIG_PATH.read_text() + '\n[cli]\nlambda_trigger_method = "cli"\n'
+        'mwaa_airflow_version = "2.10.3"\nmwaa_python_version = "3.11"\n'
+    )
     result = export_bundle(tmp_path / "out", "cli", bundle_definitions, config_path=config)
     statement = _json(result, "iam/lambda-policy.json")["Statement"][0]
     assert statement["Action"] == ["airflow:CreateCliToken"]
@@ -116,7 +130,9 @@ def test_environment_overlays_change_names_and_capacity(tmp_path: Path, bundle_d
 
 
 def test_requirements_pin_the_provider_through_airflow_constraints(bundle: ExportResult) -> None:
-    lines = [line for line in (bundle.out_dir / "requirements.txt").read_text().splitlines() if not line.startswith("#")]
+    lines = [
+        line for line in (bundle.out_dir / "requirements.txt").read_text().splitlines() if not line.startswith("#")
+    ]
     assert lines == [
         '--constraint "https://raw.githubusercontent.com/apache/airflow/constraints-3.0.6/constraints-3.12.txt"',
         "apache-airflow-providers-amazon>=9.0.0",
@@ -144,8 +160,14 @@ def test_core_zip_holds_the_core_and_imports_from_the_zip_alone(bundle: ExportRe
         "assert sql.__file__.startswith(sys.argv[1]), sql.__file__\n"
         "print(len(sql.render('genre_kpis')))\n"
     )
-    result = subprocess.run([sys.executable, "-c", code, str(archive)], capture_output=True, text=True, cwd=tmp_path,
-                            timeout=120, check=False)
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(archive)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     assert int(result.stdout) > 100
 
@@ -153,33 +175,54 @@ def test_core_zip_holds_the_core_and_imports_from_the_zip_alone(bundle: ExportRe
 def test_lambda_zip_is_the_handler_module(bundle: ExportResult) -> None:
     archive = zipfile.ZipFile(bundle.out_dir / "lambda" / "trigger_dag_lambda.zip")
     assert archive.namelist() == ["trigger_dag_lambda.py"]
-    assert archive.read("trigger_dag_lambda.py") == (REPO_ROOT / "lambda_trigger" / "trigger_dag_lambda.py").read_bytes()
+    assert (
+        archive.read("trigger_dag_lambda.py") == (REPO_ROOT / "lambda_trigger" / "trigger_dag_lambda.py").read_bytes()
+    )
 
 
 def test_an_added_asset_becomes_a_task(tmp_path: Path, bundle_definitions: Any) -> None:
     twin = AirflowTwin("publish_kpi_summary", "music_streaming_etl_complete", "dynamodb_only")
-    extended = _with_extra_assets(bundle_definitions, dg.AssetSpec("kpi_summary", deps=["daily_genre_kpis"],
-                                                                   metadata=twin.metadata()))
+    extended = _with_extra_assets(
+        bundle_definitions, dg.AssetSpec("kpi_summary", deps=["daily_genre_kpis"], metadata=twin.metadata())
+    )
     result = export_bundle(tmp_path / "out", "default", extended)
     assert ("write_to_dynamodb", "publish_kpi_summary") in result.edges
     assert ("publish_kpi_summary", "success_end") in result.edges
-    assert 'glue_task("publish_kpi_summary", "music_streaming_etl_complete", "dynamodb_only")' in \
-        result.dag_path.read_text()
+    assert (
+        'glue_task("publish_kpi_summary", "music_streaming_etl_complete", "dynamodb_only")'
+        in result.dag_path.read_text()
+    )
 
 
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
-        (dg.AssetSpec("twin_gate", deps=["validation_report"], metadata=AirflowTwin("second_gate", branch=True).metadata()),
-         "exactly one validation gate"),
-        (dg.AssetSpec("odd", deps=["processed_streams"],
-                      metadata=AirflowTwin("write_to_dynamodb", "music_streaming_etl_complete", "full_etl").metadata()),
-         "disagree on"),
-        (dg.AssetSpec("loop", deps=["daily_genre_kpis"],
-                      metadata=AirflowTwin("realtime_etl_processing", "music_streaming_etl_complete", "full_etl").metadata()),
-         "form a cycle"),
-        (dg.AssetSpec("bad-id", metadata=AirflowTwin("has-dash", "music_streaming_validation").metadata()),
-         "must be a Python identifier"),
+        (
+            dg.AssetSpec(
+                "twin_gate", deps=["validation_report"], metadata=AirflowTwin("second_gate", branch=True).metadata()
+            ),
+            "exactly one validation gate",
+        ),
+        (
+            dg.AssetSpec(
+                "odd",
+                deps=["processed_streams"],
+                metadata=AirflowTwin("write_to_dynamodb", "music_streaming_etl_complete", "full_etl").metadata(),
+            ),
+            "disagree on",
+        ),
+        (
+            dg.AssetSpec(
+                "loop",
+                deps=["daily_genre_kpis"],
+                metadata=AirflowTwin("realtime_etl_processing", "music_streaming_etl_complete", "full_etl").metadata(),
+            ),
+            "form a cycle",
+        ),
+        (
+            dg.AssetSpec("bad-id", metadata=AirflowTwin("has-dash", "music_streaming_validation").metadata()),
+            "must be a Python identifier",
+        ),
         (dg.AssetSpec("no_task", metadata={"glue/job_name": "music_streaming_validation"}), "no 'mwaa/task_id'"),
     ],
 )
@@ -199,8 +242,9 @@ def test_inconsistent_asset_metadata_is_refused(bundle_definitions: Any, spec: d
 def test_a_task_its_glue_script_cannot_run_is_refused(
     tmp_path: Path, bundle_definitions: Any, twin: AirflowTwin, message: str
 ) -> None:
-    extended = _with_extra_assets(bundle_definitions, dg.AssetSpec("compacted", deps=["archived_raw_files"],
-                                                                   metadata=twin.metadata()))
+    extended = _with_extra_assets(
+        bundle_definitions, dg.AssetSpec("compacted", deps=["archived_raw_files"], metadata=twin.metadata())
+    )
     with pytest.raises(GlueScriptError, match=message):
         export_bundle(tmp_path / "out", "default", extended)
 
@@ -217,11 +261,13 @@ def test_an_unknown_environment_lists_the_known_ones() -> None:
         ('[bad]\nraw_data_bucket = "Not_A_Bucket"\n', "is not an S3 bucket name"),
         ('[bad.glue]\nworker_type = "G.3X"\n', "is not a Glue worker type"),
         ('[bad.glue]\nnumber_of_workers = "2"\n', "must be a int"),
-        ('[bad.glue.jobs.music_streaming_etl_completed]\nnumber_of_workers = 3\n', "no Glue job of the DAG"),
+        ("[bad.glue.jobs.music_streaming_etl_completed]\nnumber_of_workers = 3\n", "no Glue job of the DAG"),
         ('[bad]\naws_account_id = "12345"\n', "is not 12 digits"),
     ],
 )
-def test_environment_config_errors_name_the_key(tmp_path: Path, bundle_definitions: Any, overlay: str, message: str) -> None:
+def test_environment_config_errors_name_the_key(
+    tmp_path: Path, bundle_definitions: Any, overlay: str, message: str
+) -> None:
     config = tmp_path / "environments.toml"
     config.write_text(DEFAULT_CONFIG_PATH.read_text() + "\n" + overlay)
     with pytest.raises(EnvironmentConfigError, match=message):

@@ -6,8 +6,8 @@ import ast
 import importlib.util
 import json
 import re
-from types import SimpleNamespace
 from datetime import timedelta
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -58,7 +58,9 @@ def test_dag_imports_without_errors_and_has_the_run_policy(dagbag: Any, generate
         assert task.email_on_failure and task.email == ["data-alerts@example.com"], task.task_id
 
 
-def test_a_task_per_mapped_task_id_and_edges_follow_asset_dependencies(generated_dag: Any, bundle_definitions: Any) -> None:
+def test_a_task_per_mapped_task_id_and_edges_follow_asset_dependencies(
+    generated_dag: Any, bundle_definitions: Any
+) -> None:
     mapping, ancestors = _asset_mapping(bundle_definitions)
     task_of = {key: meta[MWAA_TASK_ID] for key, meta in mapping.items()}
     dag = generated_dag
@@ -111,8 +113,10 @@ def test_the_branch_routes_each_validation_status(generated_dag: Any, dag_module
     module = dag_module
     proceed = sorted(gate.downstream_task_ids - STRUCTURAL)
     assert module.NEXT_TASKS == {
-        "PASSED": proceed, "PASSED_WITH_QUARANTINE": proceed,
-        "NO_NEW_FILES": ["success_end"], "FAILED": ["validation_failed_end"],
+        "PASSED": proceed,
+        "PASSED_WITH_QUARANTINE": proceed,
+        "NO_NEW_FILES": ["success_end"],
+        "FAILED": ["validation_failed_end"],
     }
     assert gate.downstream_task_ids == {*proceed, "success_end", "validation_failed_end"}
     assert generated_dag.get_task("success_end").trigger_rule == "none_failed_min_one_success"
@@ -123,8 +127,11 @@ def test_the_branch_routes_each_validation_status(generated_dag: Any, dag_module
 @pytest.mark.parametrize(
     ("conf", "run_id", "expected"),
     [
-        ({"batch_id": "batch-music-raw-streams-x.csv-20240625T101500Z-0a1b2c3d4e5f"}, "ignored",
-         "batch-music-raw-streams-x.csv-20240625T101500Z-0a1b2c3d4e5f"),
+        (
+            {"batch_id": "batch-music-raw-streams-x.csv-20240625T101500Z-0a1b2c3d4e5f"},
+            "ignored",
+            "batch-music-raw-streams-x.csv-20240625T101500Z-0a1b2c3d4e5f",
+        ),
         ({}, "manual__2024-06-25T10:00:00.123456+00:00", "batch-manual__2024-06-25T10-00-00.123456-00-00"),
         (None, "scheduled~odd:" + "x" * 200, None),
     ],
@@ -147,8 +154,12 @@ def test_no_variable_or_aws_call_at_parse_time(dagbag: Any, bundle: ExportResult
     """The DagBag parsed with no Variable defined and no AWS endpoint; the file names neither API."""
     assert dagbag.import_errors == {}
     source = bundle.dag_path.read_text(encoding="utf-8")
-    imported = {alias.name for node in ast.walk(ast.parse(source)) if isinstance(node, (ast.Import, ast.ImportFrom))
-                for alias in node.names}
+    imported = {
+        alias.name
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, (ast.Import, ast.ImportFrom))
+        for alias in node.names
+    }
     assert not imported & {"Variable", "boto3", "botocore"}
     variables = json.loads((bundle.out_dir / "variables.json").read_text())
     assert set(re.findall(r"var\.value\.(\w+)", source)) == set(variables)

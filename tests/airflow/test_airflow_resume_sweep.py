@@ -10,8 +10,9 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 from glue.glue_harness import GlueWorld, make_world
@@ -83,7 +84,10 @@ def test_the_queue_reader_keeps_valid_batch_ids_and_skips_the_others(
     dag_module: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     ids = ["batch-a", "../etc", 7, "batch-b.csv-1", ".."]
-    stored = {"runs": [{"batch_id": i, "run_id": f"resume__{i}__1"} for i in ids], "generated_at": "2024-06-25T10:00:00Z"}
+    stored = {
+        "runs": [{"batch_id": i, "run_id": f"resume__{i}__1"} for i in ids],
+        "generated_at": "2024-06-25T10:00:00Z",
+    }
     read: list[tuple[str, str]] = []
 
     class FakeS3Hook:
@@ -111,8 +115,10 @@ def test_the_queue_reader_keeps_valid_batch_ids_and_skips_the_others(
 
 def test_the_schedule_comes_from_the_environment(tmp_path: Path, bundle_definitions: Any) -> None:
     config = tmp_path / "environments.toml"
-    config.write_text(DEFAULT_CONFIG_PATH.read_text() + '\n[hourly]\nresume_sweep_schedule = "@hourly"\n'
-                      '\n[bad]\nresume_sweep_schedule = "every 30 minutes"\n')
+    config.write_text(
+        DEFAULT_CONFIG_PATH.read_text() + '\n[hourly]\nresume_sweep_schedule = "@hourly"\n'
+        '\n[bad]\nresume_sweep_schedule = "every 30 minutes"\n'
+    )
     result = export_bundle(tmp_path / "out", "hourly", bundle_definitions, config_path=config)
     assert 'RESUME_SWEEP_SCHEDULE = "@hourly"' in result.dag_path.read_text()
     with pytest.raises(EnvironmentConfigError, match=r"\[bad\] resume_sweep_schedule = .* is not a five-field cron"):
@@ -142,8 +148,12 @@ def _pipeline_runs() -> dict[str, dict[str, Any]]:
 @pytest.mark.spark
 @pytest.mark.slow
 def test_the_sweep_triggers_a_pipeline_run_for_an_interrupted_batch(
-    runnable_sweep_dag: Any, glue_runs_locally: list[dict[str, str]], stack: Any, tmp_path: Path,
-    generated_dag: Any, run_dag: RunDag,
+    runnable_sweep_dag: Any,
+    glue_runs_locally: list[dict[str, str]],
+    stack: Any,
+    tmp_path: Path,
+    generated_dag: Any,
+    run_dag: RunDag,
 ) -> None:
     world = make_world(stack, "sweep-interrupted")
     generate_dataset(tmp_path, streams=200, songs=30, users=30, days=1, files=1)
@@ -155,7 +165,11 @@ def test_the_sweep_triggers_a_pipeline_run_for_an_interrupted_batch(
     run, states = run_dag(runnable_sweep_dag, world, None)
 
     assert str(run.state) == "success", states
-    assert states == {"scan_interrupted_batches": "success", "read_resume_queue": "success", "resume_batch[0]": "success"}
+    assert states == {
+        "scan_interrupted_batches": "success",
+        "read_resume_queue": "success",
+        "resume_batch[0]": "success",
+    }
     queue = world.store.get_json(world.settings.processed_bucket, layout.RESUME_QUEUE_KEY)
     assert queue["batch_ids"] == [batch_id]
     triggered = {run_id: conf for run_id, conf in _pipeline_runs().items() if run_id not in before}
@@ -166,16 +180,24 @@ def test_the_sweep_triggers_a_pipeline_run_for_an_interrupted_batch(
     assert str(again.state) == "success", states
     assert states["resume_batch[0]"] == "skipped"
     assert {run_id for run_id in _pipeline_runs() if run_id not in before} == set(triggered)
-    scans = [r for r in glue_runs_locally if r.get("--task_type") == "resume_scan"
-             and r["--processed_bucket"] == world.settings.processed_bucket]
+    scans = [
+        r
+        for r in glue_runs_locally
+        if r.get("--task_type") == "resume_scan" and r["--processed_bucket"] == world.settings.processed_bucket
+    ]
     assert len(scans) == 2
-    assert {(s["job"], s["--batch_id"]) for s in scans} == {(_validation_task(generated_dag).job_name, RESUME_SCAN_BATCH_ID)}
+    assert {(s["job"], s["--batch_id"]) for s in scans} == {
+        (_validation_task(generated_dag).job_name, RESUME_SCAN_BATCH_ID)
+    }
 
 
 @pytest.mark.spark
 @pytest.mark.slow
 def test_the_sweep_triggers_nothing_when_no_batch_is_interrupted(
-    runnable_sweep_dag: Any, glue_runs_locally: list[dict[str, str]], stack: Any, run_dag: RunDag,
+    runnable_sweep_dag: Any,
+    glue_runs_locally: list[dict[str, str]],
+    stack: Any,
+    run_dag: RunDag,
 ) -> None:
     world = make_world(stack, "sweep-empty")
     before = _pipeline_runs()

@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support import REPO_ROOT
 
 from airflow_export import ExportResult, export_bundle
-from support import REPO_ROOT
 
 GOLDEN = REPO_ROOT / "tests" / "golden" / "mwaa"
 REGENERATE = "UPDATE_GOLDEN=1 .venv/bin/python -m pytest tests/airflow/test_mwaa_golden.py"
@@ -52,12 +52,19 @@ def test_generated_bundle_matches_the_golden_copy(bundle: ExportResult) -> None:
         elif name not in produced:
             problems.append(f"{name} is in the golden copy but no longer generated")
         elif produced[name] != expected[name]:
-            diff = difflib.unified_diff(expected[name].splitlines(), produced[name].splitlines(),
-                                        f"golden/{name}", f"generated/{name}", lineterm="", n=2)
+            diff = difflib.unified_diff(
+                expected[name].splitlines(),
+                produced[name].splitlines(),
+                f"golden/{name}",
+                f"generated/{name}",
+                lineterm="",
+                n=2,
+            )
             problems.append("\n".join(list(diff)[:60]))
     if problems:
         pytest.fail(
-            "the generated MWAA bundle drifted from tests/golden/mwaa/:\n" + "\n".join(problems)
+            "the generated MWAA bundle drifted from tests/golden/mwaa/:\n"
+            + "\n".join(problems)
             + f"\nIf the change is intended, regenerate the golden copy: {REGENERATE}"
         )
 

@@ -12,8 +12,18 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 def _bench(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     command = [
-        sys.executable, "-m", "bench.run", "--rows", "20k", "--repeat", "1",
-        "--data-dir", str(tmp_path / "data"), "--results-dir", str(tmp_path / "results"), *args,
+        sys.executable,
+        "-m",
+        "bench.run",
+        "--rows",
+        "20k",
+        "--repeat",
+        "1",
+        "--data-dir",
+        str(tmp_path / "data"),
+        "--results-dir",
+        str(tmp_path / "results"),
+        *args,
     ]
     return subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120, check=False)
 
@@ -28,8 +38,13 @@ def test_bench_runs_cases_prints_one_table_and_keeps_results(tmp_path: Path) -> 
 
     latest = tmp_path / "results" / "latest.json"
     figures = json.loads(latest.read_text())
-    for name in ("floor_20k_mb_s", "floor_20k_s", "validation_20k_mb_s", "validation_20k_rows_s",
-                 "validation_20k_peak_rss_mb"):
+    for name in (
+        "floor_20k_mb_s",
+        "floor_20k_s",
+        "validation_20k_mb_s",
+        "validation_20k_rows_s",
+        "validation_20k_peak_rss_mb",
+    ):
         assert isinstance(figures[name], (int, float)) and figures[name] > 0, name
     machine = figures["machine"]
     assert machine["cpu_count"] >= 1 and machine["memory_gb"] > 0 and machine["python"]

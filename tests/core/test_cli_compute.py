@@ -9,12 +9,12 @@ from dataclasses import fields
 from pathlib import Path
 
 import pytest
-
 from oracle.kpi_oracle import oracle_from_dir
 from support import write_text
+
 from music_assets.cli import main
-from music_assets.tools.sample_data import generate_dataset
 from music_assets.core.settings import Settings
+from music_assets.tools.sample_data import generate_dataset
 
 SIZES = {"streams": 4000, "songs": 50, "users": 150, "days": 2, "files": 3}
 
@@ -28,7 +28,9 @@ def default_settings(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def digests(root: Path) -> dict[str, str]:
     return {
-        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() for p in root.rglob("*") if p.is_file()
+        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in root.rglob("*")
+        if p.is_file()
     }
 
 
@@ -43,7 +45,9 @@ def test_compute_on_dirty_data_prints_the_summary_and_writes_report_and_kpis(tmp
     generate_dataset(data, dirty=True, seed=41, **SIZES)
     before = digests(data)
     out, kpis_json = tmp_path / "out", tmp_path / "export" / "kpis.json"
-    code = main(["compute", "--data", str(data), "--out", str(out), "--kpis-json", str(kpis_json), "--engine", "duckdb"])
+    code = main(
+        ["compute", "--data", str(data), "--out", str(out), "--kpis-json", str(kpis_json), "--engine", "duckdb"]
+    )
     printed = capsys.readouterr().out
     oracle = oracle_from_dir(data)
     assert code == 0
@@ -54,9 +58,13 @@ def test_compute_on_dirty_data_prints_the_summary_and_writes_report_and_kpis(tmp
     assert quarantined and accepted
     assert f"validation: {oracle.overall_status}" in printed
     assert number(r"files: (\d+) \((\d+) accepted, (\d+) quarantined\)", printed) == (
-        len(oracle.files), len(accepted), len(quarantined)
+        len(oracle.files),
+        len(accepted),
+        len(quarantined),
     )
-    assert number(r"rows:\s+([\d,]+) valid, ([\d,]+) rejected in accepted files, ([\d,]+) in quarantined files", printed) == (
+    assert number(
+        r"rows:\s+([\d,]+) valid, ([\d,]+) rejected in accepted files, ([\d,]+) in quarantined files", printed
+    ) == (
         sum(f.valid_rows for f in accepted.values()),
         sum(f.rejected_rows for f in accepted.values()),
         sum(f.data_rows for f in quarantined.values()),
@@ -72,7 +80,8 @@ def test_compute_on_dirty_data_prints_the_summary_and_writes_report_and_kpis(tmp
         printed,
     ) == (streams_valid, oracle.duplicates_removed, oracle.unknown_track_events, oracle.unknown_user_events)
     assert number(r"KPIs \(duckdb\): (\d+) \(date, genre\) rows over (\d+) day", printed) == (
-        len(oracle.export["daily_genre_kpis"]), len(oracle.export["daily_top_genres"])
+        len(oracle.export["daily_genre_kpis"]),
+        len(oracle.export["daily_top_genres"]),
     )
     for day in oracle.export["daily_top_genres"]:
         first = day["top_5_genres"][0]

@@ -5,13 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pyarrow.parquet as pq
+from oracle.kpi_oracle import oracle_from_dir
 
 from music_assets.core.kpis import export_from_items, to_dynamodb_items
 from music_assets.core.pipeline import compute_daily_kpis, plan_batch, process_batch, validate_batch
-from music_assets.tools.sample_data import generate_dataset
 from music_assets.core.settings import Settings
 from music_assets.core.storage import LocalStore
-from oracle.kpi_oracle import oracle_from_dir
+from music_assets.tools.sample_data import generate_dataset
 
 
 def _run(data: Path, root: Path, engine, direct_io: bool, settings: Settings):

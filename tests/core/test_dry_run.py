@@ -11,18 +11,20 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-
 from oracle.kpi_oracle import oracle_from_dir
+
+from music_assets.core.settings import Settings
 from music_assets.tools.dry_run import InputLayoutError, discover_inputs, run_dry
 from music_assets.tools.sample_data import generate_dataset
-from music_assets.core.settings import Settings
 
 SIZES = {"streams": 4000, "songs": 50, "users": 150, "days": 2, "files": 3}
 
 
 def digests(root: Path) -> dict[str, str]:
     return {
-        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() for p in root.rglob("*") if p.is_file()
+        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in root.rglob("*")
+        if p.is_file()
     }
 
 
@@ -85,7 +87,9 @@ def test_every_row_is_accounted_for(dirty_run) -> None:
     assert summary["data_rows"] == sum(f["data_rows"] for f in report["files"])
     assert summary["valid_rows"] == sum(f["valid_rows"] for f in accepted)
     assert summary["rejected_rows"] == sum(f["rejected_rows"] for f in accepted)
-    assert summary["valid_rows"] + summary["rejected_rows"] + summary["rows_in_quarantined_files"] == summary["data_rows"]
+    assert (
+        summary["valid_rows"] + summary["rejected_rows"] + summary["rows_in_quarantined_files"] == summary["data_rows"]
+    )
 
 
 def test_dirty_run_outputs_equal_the_oracle(dirty_run) -> None:

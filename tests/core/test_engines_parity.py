@@ -17,14 +17,14 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-
 from oracle.kpi_oracle import OracleResult, oracle_from_dir
 from support import write_text
-from music_assets.tools import dry_run
+
 from music_assets.core.engines import SparkEngine
-from music_assets.tools.sample_data import GeneratedDataset, generate_dataset
 from music_assets.core.settings import Settings
 from music_assets.core.sql import render
+from music_assets.tools import dry_run
+from music_assets.tools.sample_data import GeneratedDataset, generate_dataset
 
 pytestmark = pytest.mark.spark
 
@@ -77,9 +77,7 @@ def test_kpi_exports_identical_on_both_engines_and_equal_to_oracle(parity: Parit
 
 
 def test_batch_status_and_per_file_reports_match_oracle(parity: Parity) -> None:
-    expected = {
-        key: (f.status, f.data_rows, f.valid_rows, f.rejected_rows) for key, f in parity.oracle.files.items()
-    }
+    expected = {key: (f.status, f.data_rows, f.valid_rows, f.rejected_rows) for key, f in parity.oracle.files.items()}
     for name, run in parity.runs.items():
         assert run.report["overall_status"] == parity.oracle.overall_status, name
         assert _file_view(run.report) == expected, name
@@ -206,7 +204,10 @@ def test_total_listening_time_beyond_int64_is_exact(tmp_path: Path, make_engine,
     oracle (Python ints) is exact. Run on the K5 query itself: a whole pipeline run costs ~10 s of Spark.
     """
     longest = "9" * 18
-    write_text(tmp_path / "data/songs/songs.csv", f"track_id,track_genre,track_name,artists,duration_ms\nL,drone,Long,X,{longest}\n")
+    write_text(
+        tmp_path / "data/songs/songs.csv",
+        f"track_id,track_genre,track_name,artists,duration_ms\nL,drone,Long,X,{longest}\n",
+    )
     write_text(
         tmp_path / "data/streams/s.csv",
         "user_id,track_id,listen_time\n" + "".join(f"{u},L,2024-06-25 10:00:{u:02d}\n" for u in range(1, 11)),

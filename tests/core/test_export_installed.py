@@ -17,7 +17,6 @@ import zipfile
 from pathlib import Path
 
 import pytest
-
 from support import REPO_ROOT
 
 pytestmark = pytest.mark.slow
@@ -71,8 +70,17 @@ def _snapshot(destination: Path) -> Path:
 def _build_wheel(source: Path, wheel_dir: Path) -> Path:
     """What ``pip wheel --no-deps --no-build-isolation`` does: the PEP 517 hook of the project's backend."""
     build = subprocess.run(
-        [sys.executable, "-c", "import sys, setuptools.build_meta as b; print(b.build_wheel(sys.argv[1]))", str(wheel_dir)],
-        cwd=source, capture_output=True, text=True, timeout=120, check=False,
+        [
+            sys.executable,
+            "-c",
+            "import sys, setuptools.build_meta as b; print(b.build_wheel(sys.argv[1]))",
+            str(wheel_dir),
+        ],
+        cwd=source,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert build.returncode == 0, build.stderr[-3000:]
     return wheel_dir / build.stdout.strip().splitlines()[-1]
@@ -81,7 +89,11 @@ def _build_wheel(source: Path, wheel_dir: Path) -> Path:
 def _export(root: Path, cwd: Path, out: Path, config: Path | None) -> dict:
     child = subprocess.run(
         [sys.executable, "-c", CHILD, str(root), str(REPO_ROOT), str(out), str(config) if config else "-"],
-        cwd=cwd, capture_output=True, text=True, timeout=180, check=False,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
     )
     assert child.returncode == 0, child.stdout[-2000:] + child.stderr[-3000:]
     return {"stderr": child.stderr, **json.loads(child.stdout.strip().splitlines()[-1])}
@@ -95,10 +107,14 @@ def test_the_export_of_an_installed_wheel_equals_the_checkouts(tmp_path: Path) -
     source = _snapshot(tmp_path / "src")
     wheel = _build_wheel(source, tmp_path / "wheel")
     names = zipfile.ZipFile(wheel).namelist()
-    for expected in ("glue_scripts/music_streaming_validation.py",
-                     "glue_scripts/etl_streaming_pipeline_complete.py", "airflow_export/templates/DEPLOY.md.j2",
-                     "music_assets/core/sql/genre_kpis.sql", "music_assets/tools/dry_run.py",
-                     "lambda_trigger/trigger_dag_lambda.py"):
+    for expected in (
+        "glue_scripts/music_streaming_validation.py",
+        "glue_scripts/etl_streaming_pipeline_complete.py",
+        "airflow_export/templates/DEPLOY.md.j2",
+        "music_assets/core/sql/genre_kpis.sql",
+        "music_assets/tools/dry_run.py",
+        "lambda_trigger/trigger_dag_lambda.py",
+    ):
         assert expected in names, f"{expected} missing from {wheel.name}"
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)  # pip install --no-deps, minus the console script

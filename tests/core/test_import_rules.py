@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from support import REPO_ROOT
 
 CORE = REPO_ROOT / "music_assets" / "core"
@@ -94,7 +93,11 @@ def test_core_module_imports_only_what_design_allows(path: Path) -> None:
         if module == "music_assets" or module.startswith("music_assets."):
             if not (module == "music_assets.core" or module.startswith("music_assets.core.")):
                 bad.append((module, line))
-        elif root not in sys.stdlib_module_names and root not in ALLOWED_IN_CORE | ALLOWED_IN_CORE_MODULE.get(path.name, set()) and root != "__future__":
+        elif (
+            root not in sys.stdlib_module_names
+            and root not in ALLOWED_IN_CORE | ALLOWED_IN_CORE_MODULE.get(path.name, set())
+            and root != "__future__"
+        ):
             bad.append((module, line))
     assert bad == [], f"{path.relative_to(REPO_ROOT)} imports {bad}"
 
@@ -121,7 +124,9 @@ def test_core_module_never_imports_the_tools_nor_anything_outside_core(path: Pat
 
 def test_the_rule_checker_resolves_relative_imports_of_the_tools(tmp_path: Path) -> None:
     sample = tmp_path / "sample.py"
-    sample.write_text("from ..tools import audit\ndef f():\n    from ..tools.dry_run import run_dry\n", encoding="utf-8")
+    sample.write_text(
+        "from ..tools import audit\ndef f():\n    from ..tools.dry_run import run_dry\n", encoding="utf-8"
+    )
     imports = [module for module, _ in imported_modules(sample, "music_assets.core")]
     assert [m for m in imports if _outside_core(m)] == imports
     assert {"music_assets.tools.audit", "music_assets.tools.dry_run"} <= set(imports)
@@ -136,7 +141,12 @@ def test_the_rule_checker_sees_every_import_form(tmp_path: Path) -> None:
     )
     imports = dict(imported_modules(sample, "music_assets.core"))
     assert [m for m in imports if _is_forbidden(m)] == [
-        "dagster", "dagster_aws.s3", "airflow.models", "airflow.models.DAG", "dagster_pyspark", "airflow"
+        "dagster",
+        "dagster_aws.s3",
+        "airflow.models",
+        "airflow.models.DAG",
+        "dagster_pyspark",
+        "airflow",
     ]
     assert "music_assets.defs" in imports
 
@@ -161,7 +171,9 @@ def test_glue_script_imports_only_stdlib_spark_glue_boto_and_core(path: Path) ->
                 bad.append((module, line))
         elif _root(module) not in sys.stdlib_module_names | ALLOWED_IN_GLUE and module != "__future__":
             bad.append((module, line))
-    assert bad == [], f"{path.relative_to(REPO_ROOT)} imports {bad}: Glue has only stdlib, Spark, awsglue, boto3 and core"
+    assert bad == [], (
+        f"{path.relative_to(REPO_ROOT)} imports {bad}: Glue has only stdlib, Spark, awsglue, boto3 and core"
+    )
 
 
 def test_importing_core_loads_neither_dagster_nor_airflow() -> None:

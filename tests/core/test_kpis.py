@@ -19,18 +19,18 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
-
 from oracle import kpi_oracle
 from oracle.kpi_oracle import OracleResult, oracle_from_dir
 from support import write_text
+
 from music_assets.core import kpis as core_kpis
-from music_assets.tools.dry_run import DryRunResult
 from music_assets.core.engines import DuckDBEngine
 from music_assets.core.kpis import average_per_user, export_from_items, to_dynamodb_items
 from music_assets.core.pipeline import PROCEED_STATUSES, compute_daily_kpis, plan_batch, process_batch, validate_batch
-from music_assets.tools.sample_data import generate_dataset
 from music_assets.core.settings import Settings
 from music_assets.core.storage import LocalStore
+from music_assets.tools.dry_run import DryRunResult
+from music_assets.tools.sample_data import generate_dataset
 
 STREAMS_HEADER = "user_id,track_id,listen_time\n"
 SONGS_HEADER = "id,track_id,track_name,artists,duration_ms,track_genre\n"
@@ -68,7 +68,7 @@ def _spec_case_files(data_dir: Path) -> None:
     for genre, count in CUT_COUNTS.items():
         tracks = ZYDECO_TRACKS if genre == "zydeco" else {f"cut-{genre}": count}
         for track, plays in tracks.items():
-            songs.append((next_id, track, f"Name {track}", "Cut, \"Quoted\"", 2000 + next_id, genre))
+            songs.append((next_id, track, f"Name {track}", 'Cut, "Quoted"', 2000 + next_id, genre))
             next_id += 1
             streams += [(user, track, f"{CUT_DATE} 1{user}:00:00") for user in range(plays)]
     # K3: K3a is listed under three genres; the row with the lowest id (10) wins, whatever its position
@@ -116,8 +116,8 @@ def spec_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _run_spec(engine: str, data_dir: Path, out_dir: Path, spark: Any = None) -> SpecRun:
     """``run_dry`` on ``engine``; for Spark its engine factory is made to wrap the shared session."""
-    from music_assets.tools import dry_run
     from music_assets.core.engines import SparkEngine
+    from music_assets.tools import dry_run
 
     settings = Settings(engine=engine)
     with pytest.MonkeyPatch.context() as patch:
@@ -150,7 +150,10 @@ def test_worked_example_every_figure(spec_run: SpecRun) -> None:
     assert pop["total_listening_time_ms"] == 500000
     assert pop["avg_listening_time_per_user_ms"] == 250000.0
     assert [(s["rank"], s["track_id"], s["listen_count"]) for s in pop["top_3_songs"]] == [(1, "A", 2), (2, "B", 1)]
-    assert [(s["track_name"], s["artists"]) for s in pop["top_3_songs"]] == [("Song A", "Artist A"), ("Song B", "Artist B")]
+    assert [(s["track_name"], s["artists"]) for s in pop["top_3_songs"]] == [
+        ("Song A", "Artist A"),
+        ("Song B", "Artist B"),
+    ]
     assert spec_run.top_genres(EXAMPLE_DATE) == [{"rank": 1, "genre": "pop", "listen_count": 3}]
     stored = next(g for g in spec_run.result.kpis.genre_days if (g.date, g.genre) == (EXAMPLE_DATE, "pop"))
     assert isinstance(stored.avg_listening_time_per_user_ms, Decimal)
@@ -181,7 +184,11 @@ def test_k6_top_5_by_count_then_genre_cut_at_five(spec_run: SpecRun) -> None:
 def test_k5_top_3_songs_ties_by_track_id_code_point(spec_run: SpecRun) -> None:
     [zydeco] = [r for r in spec_run.genre_rows(CUT_DATE) if r["genre"] == "zydeco"]
     expected = sorted(ZYDECO_TRACKS.items(), key=lambda item: (-item[1], item[0]))[:3]
-    assert [(s["track_id"], s["listen_count"]) for s in zydeco["top_3_songs"]] == expected == [("zz", 2), ("zB", 1), ("za", 1)]
+    assert (
+        [(s["track_id"], s["listen_count"]) for s in zydeco["top_3_songs"]]
+        == expected
+        == [("zz", 2), ("zB", 1), ("za", 1)]
+    )
     assert zydeco["top_3_songs"][0]["artists"] == 'Cut, "Quoted"'
 
 
@@ -301,7 +308,9 @@ def test_k3_later_songs_upload_replaces_earlier_reference_rows(tmp_path: Path) -
 
     # expected: the oracle over the snapshot a reader of both uploads holds (new rows + untouched old ones)
     new_rows = _songs_rows(second / "songs/songs.csv")
-    snapshot = new_rows + [r for r in _songs_rows(first / "songs/songs.csv") if r["track_id"] not in {n["track_id"] for n in new_rows}]
+    snapshot = new_rows + [
+        r for r in _songs_rows(first / "songs/songs.csv") if r["track_id"] not in {n["track_id"] for n in new_rows}
+    ]
     expected_dir = tmp_path / "expected"
     write_text(expected_dir / "songs/songs.csv", _csv(SONGS_HEADER, [tuple(r.values()) for r in snapshot]))
     write_text(expected_dir / "streams/day2.csv", (second / "streams/day2.csv").read_text("utf-8"))
@@ -313,7 +322,8 @@ def test_k3_later_songs_upload_replaces_earlier_reference_rows(tmp_path: Path) -
         tmp_path / "buckets/processed/reference/songs/songs.parquet", columns=["track_id", "track_genre", "duration_ms"]
     ).to_pylist()
     assert sorted((r["track_id"], r["track_genre"], r["duration_ms"]) for r in reference) == [
-        ("A", "jazz", 300000), ("B", "rock", 100000)
+        ("A", "jazz", 300000),
+        ("B", "rock", 100000),
     ]
 
 

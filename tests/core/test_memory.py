@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from support import REPO_ROOT
+
 from music_assets.tools.sample_data import generate_dataset
 
 FILE_BYTES = 600 * 1024 * 1024
@@ -55,7 +55,11 @@ def test_validating_a_600_mb_file_keeps_peak_rss_bounded_by_the_chunk(tmp_path: 
         assert size >= FILE_BYTES
         child = subprocess.run(
             [sys.executable, "-c", CHILD, str(big), str(CHUNK_BYTES)],
-            capture_output=True, text=True, timeout=300, cwd=REPO_ROOT, check=False,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd=REPO_ROOT,
+            check=False,
         )
         assert child.returncode == 0, child.stderr[-3000:]
         result = json.loads(child.stdout.strip().splitlines()[-1])

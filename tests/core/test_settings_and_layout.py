@@ -86,8 +86,14 @@ def test_keys_that_would_escape_their_prefix_are_refused(key):
 
 @pytest.mark.parametrize(
     ("key", "dataset"),
-    [("streams/a.csv", "streams"), ("songs/x/y.csv", "songs"), ("users/u.csv", "users"), ("other/a.csv", None),
-     ("streams", None), ("streamsx/a.csv", None)],
+    [
+        ("streams/a.csv", "streams"),
+        ("songs/x/y.csv", "songs"),
+        ("users/u.csv", "users"),
+        ("other/a.csv", None),
+        ("streams", None),
+        ("streamsx/a.csv", None),
+    ],
 )
 def test_dataset_of_key(key, dataset):
     assert layout.dataset_of_key(key) == dataset

@@ -33,7 +33,7 @@ def test_many_files_go_up_and_come_back_byte_for_byte(s3_store: S3Store, tmp_pat
     s3_store.upload_many([(path, "transfers", f"many/{path.name}") for path in sources])
     assert sorted(i.key for i in s3_store.list("transfers", "many/")) == sorted(f"many/{p.name}" for p in sources)
     copies = [tmp_path / "down" / p.name for p in sources]
-    s3_store.download_many([("transfers", f"many/{p.name}", c) for p, c in zip(sources, copies)])
+    s3_store.download_many([("transfers", f"many/{p.name}", c) for p, c in zip(sources, copies, strict=True)])
     assert [c.read_bytes() for c in copies] == [p.read_bytes() for p in sources]
 
 

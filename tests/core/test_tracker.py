@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
 from music_assets.core import aws
-from music_assets.core.tables import file_tracker_table_definition
 from music_assets.core.status import FileStatus
+from music_assets.core.tables import file_tracker_table_definition
 from music_assets.core.tracker import BATCH_GET_KEYS, FileTracker
 
 ARCHIVED, CLAIMED, VALIDATED = FileStatus.ARCHIVED, FileStatus.CLAIMED, FileStatus.VALIDATED
@@ -62,8 +63,10 @@ def test_get_many_reads_more_than_one_request_holds_and_returns_only_known_versi
     known = offered[::9]
     tracker.claim(known, "batch-known")
     tracker.table.update_item(
-        Key={"file_key": known[0][0], "etag": known[0][1]}, UpdateExpression="SET #s = :s",
-        ExpressionAttributeNames={"#s": "status"}, ExpressionAttributeValues={":s": "ARCHIVED"},
+        Key={"file_key": known[0][0], "etag": known[0][1]},
+        UpdateExpression="SET #s = :s",
+        ExpressionAttributeNames={"#s": "status"},
+        ExpressionAttributeValues={":s": "ARCHIVED"},
     )
 
     found = tracker.get_many(offered + known)  # repeated versions are read once

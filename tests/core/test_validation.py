@@ -13,8 +13,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-
 from support import FIXTURES, REPO_ROOT
+
 from music_assets.core import validation
 from music_assets.core.contracts import STREAMS
 from music_assets.core.validation import ACCEPTED, QUARANTINED, SourceReadError, validate_file
@@ -27,8 +27,12 @@ def run(tmp_path: Path, data: bytes | str, dataset: str = "streams", key: str | 
     raw = data.encode("utf-8") if isinstance(data, str) else data
     key = key or f"{dataset}/input.csv"
     result = validate_file(
-        io.BytesIO(raw), key=key, dataset=dataset, valid_path=tmp_path / "valid.parquet",
-        rejected_path=tmp_path / "rejected.csv", **options,
+        io.BytesIO(raw),
+        key=key,
+        dataset=dataset,
+        valid_path=tmp_path / "valid.parquet",
+        rejected_path=tmp_path / "rejected.csv",
+        **options,
     )
     valid = pq.read_table(tmp_path / "valid.parquet").to_pylist() if result.accepted else []
     rejected_file = tmp_path / "rejected.csv"
@@ -39,7 +43,8 @@ def run(tmp_path: Path, data: bytes | str, dataset: str = "streams", key: str | 
 
 def test_v1_rfc4180_quotes_commas_doubled_quotes_newlines_bom_crlf(tmp_path):
     data = (
-        "\ufeff" + SONGS_HEADER.replace("\n", "\r\n")
+        "\ufeff"
+        + SONGS_HEADER.replace("\n", "\r\n")
         + '1,T1,"A;B",Album,"Hello, ""World""",5,200000,False,pop\r\n'
         + '2,T2,C,"Multi\nline",Plain,5,100000,True,rock\r\n'
     )
@@ -63,8 +68,11 @@ def test_v2_header_order_free_blanks_stripped_extra_columns_ignored(tmp_path):
     [
         (b"", "V2-empty-file", "empty (0 bytes)"),
         (b"user_id,track_id\n1,A\n", "V2-missing-column", "required column(s) listen_time missing"),
-        (b"user_id,track_id,listen_time,track_id\n1,A,2024-06-25 10:00:00,B\n", "V2-duplicate-column",
-         "track_id appear more than once"),
+        (
+            b"user_id,track_id,listen_time,track_id\n1,A,2024-06-25 10:00:00,B\n",
+            "V2-duplicate-column",
+            "track_id appear more than once",
+        ),
         (STREAMS_HEADER.encode() + b"1,caf\xe9,2024-06-25 10:00:00\n", "V2-not-utf8", "not UTF-8"),
         (b"user\xff_id,track_id,listen_time\n", "V2-not-utf8", "header is not UTF-8"),
         (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "V2-not-utf8", "header is not UTF-8"),
@@ -139,8 +147,9 @@ def test_v3_row_numbers_stay_right_around_rows_the_parser_skips(tmp_path):
     rows = []
     for number in range(1, 201):
         rows.append(f"{number},T,2024-06-25 10:00:00" if number % 37 else f"{number},T")
-    result, valid, rejected = run(tmp_path, STREAMS_HEADER + "\n".join(rows) + "\n", chunk_size_bytes=65536,
-                                  max_rejected_row_ratio=1)
+    result, valid, rejected = run(
+        tmp_path, STREAMS_HEADER + "\n".join(rows) + "\n", chunk_size_bytes=65536, max_rejected_row_ratio=1
+    )
     assert sorted(int(r["_row_number"]) for r in rejected) == [37, 74, 111, 148, 185]
     assert all(row["user_id"] == row["_row_number"] for row in valid)
 
@@ -199,8 +208,14 @@ class _FailingSource(io.RawIOBase):
 def test_a_read_failure_mid_file_raises_source_read_error_and_stops_every_thread(tmp_path):
     data = (STREAMS_HEADER + "1,T,2024-06-25 10:00:00\n" * 200_000).encode()
     with pytest.raises(SourceReadError, match="streams/cut.csv: reading the file failed"):
-        validate_file(_FailingSource(data, fail_after=len(data) // 2), key="streams/cut.csv", dataset="streams",
-                      valid_path=tmp_path / "v.parquet", rejected_path=tmp_path / "r.csv", chunk_size_bytes=65536)
+        validate_file(
+            _FailingSource(data, fail_after=len(data) // 2),
+            key="streams/cut.csv",
+            dataset="streams",
+            valid_path=tmp_path / "v.parquet",
+            rejected_path=tmp_path / "r.csv",
+            chunk_size_bytes=65536,
+        )
     assert _threads_of("streams/cut.csv") == []
 
 
@@ -220,8 +235,14 @@ def test_a_failure_while_writing_propagates_and_stops_every_thread(tmp_path, mon
     monkeypatch.setattr(validation.pq, "ParquetWriter", BrokenWriter)
     data = (STREAMS_HEADER + "1,T,2024-06-25 10:00:00\n" * 200_000).encode()
     with pytest.raises(RuntimeError, match="the disk went away"):
-        validate_file(io.BytesIO(data), key="streams/full.csv", dataset="streams", valid_path=tmp_path / "v.parquet",
-                      rejected_path=tmp_path / "r.csv", chunk_size_bytes=65536)
+        validate_file(
+            io.BytesIO(data),
+            key="streams/full.csv",
+            dataset="streams",
+            valid_path=tmp_path / "v.parquet",
+            rejected_path=tmp_path / "r.csv",
+            chunk_size_bytes=65536,
+        )
     assert _threads_of("streams/full.csv") == []
 
 
@@ -246,21 +267,31 @@ def test_a_file_given_up_mid_stream_lets_the_interpreter_exit_cleanly(tmp_path):
     path = tmp_path / "field.csv"
     path.write_bytes(STREAMS_HEADER.encode() + row * 5 + b"1," + b"x" * 12 * 2**20 + b",2024-06-25 10:00:00\n" + row)
     for _ in range(8):
-        child = subprocess.run([sys.executable, "-c", EXIT_CHILD, str(path)], capture_output=True, text=True,
-                               timeout=60, cwd=REPO_ROOT, check=False)
+        child = subprocess.run(
+            [sys.executable, "-c", EXIT_CHILD, str(path)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=REPO_ROOT,
+            check=False,
+        )
         assert (child.returncode, child.stdout.strip()) == (0, "V1-malformed-csv"), child.stderr[-2000:]
 
 
 def test_v4_songs_rules(tmp_path):
-    data = SONGS_HEADER + "\n".join(
-        [
-            "1,T1,A,Al,N,5,1000,False,pop",
-            "2,T2,A,Al,N,5,1000,False,",
-            "3,T3,A,Al,N,5,1.5,False,pop",
-            "x,T4,A,Al,N,5,1000,False,pop",
-            "5,,A,Al,N,5,1000,False,pop",
-        ]
-    ) + "\n"
+    data = (
+        SONGS_HEADER
+        + "\n".join(
+            [
+                "1,T1,A,Al,N,5,1000,False,pop",
+                "2,T2,A,Al,N,5,1000,False,",
+                "3,T3,A,Al,N,5,1.5,False,pop",
+                "x,T4,A,Al,N,5,1000,False,pop",
+                "5,,A,Al,N,5,1000,False,pop",
+            ]
+        )
+        + "\n"
+    )
     result, valid, _ = run(tmp_path, data, "songs", max_rejected_row_ratio=1)
     assert result.reject_reasons == {"V4-track_genre": 1, "V4-duration_ms": 1, "V4-id": 1, "V4-track_id": 1}
     assert [v["track_id"] for v in valid] == ["T1"]

@@ -14,18 +14,16 @@ from music_assets.core.settings import Settings
 from music_assets.core.storage import S3Store
 from music_assets.core.tracker import FileTracker
 from music_assets.defs.assets import BATCH_ASSETS
-from music_assets.defs.runner import BatchRunOutcome, run_batch_in_process
 from music_assets.defs.jobs import BATCH_PIPELINE_JOB_NAME, batch_pipeline_job
 from music_assets.defs.resources import build_resources
+from music_assets.defs.runner import BatchRunOutcome, run_batch_in_process
 from music_assets.defs.sensors import raw_bucket_sensor
 
 SONGS_HEADER = "track_id,track_name,artists,duration_ms,track_genre\n"
 USERS_HEADER = "user_id,user_name,user_age,user_country\n"
 STREAMS_HEADER = "user_id,track_id,listen_time\n"
 SONGS_CSV = SONGS_HEADER + (
-    'A,"Hello, ""World""",Artist A,200000,pop\n'
-    "B,Song B,Artist B,100000,pop\n"
-    "C,Song C,Artist C,300000,rock\n"
+    'A,"Hello, ""World""",Artist A,200000,pop\nB,Song B,Artist B,100000,pop\nC,Song C,Artist C,300000,rock\n'
 )
 USERS_CSV = USERS_HEADER + "1,Ama,30,Ghana\n2,Kofi,x,Ghana\n"
 STREAMS_CSV = STREAMS_HEADER + (

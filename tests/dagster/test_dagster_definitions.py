@@ -105,8 +105,14 @@ def test_resources_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) ->
 
 def test_pipeline_settings_cover_every_setting_but_connections_and_engine() -> None:
     connection_and_engine = {
-        "aws_region", "s3_endpoint_url", "dynamodb_endpoint_url", "cloudwatch_endpoint_url", "glue_endpoint_url",
-        "engine", "spark_shuffle_partitions", "duckdb_memory_limit",
+        "aws_region",
+        "s3_endpoint_url",
+        "dynamodb_endpoint_url",
+        "cloudwatch_endpoint_url",
+        "glue_endpoint_url",
+        "engine",
+        "spark_shuffle_partitions",
+        "duckdb_memory_limit",
     }
     fields = {field.name for field in dataclasses.fields(Settings)}
     assert set(PipelineSettings.model_fields) == fields - connection_and_engine

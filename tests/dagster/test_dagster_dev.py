@@ -10,8 +10,9 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 import psutil
 import pytest
@@ -120,8 +121,13 @@ def test_dagster_dev_sensor_runs_a_batch(lake: Lake, stack: Any, tmp_path: Path)
             start_new_session=True,
         )
     try:
-        _wait_for("webserver", lambda: True if _answers(f"http://127.0.0.1:{port}/server_info") else None,
-                  STARTUP_TIMEOUT_S, proc, log)
+        _wait_for(
+            "webserver",
+            lambda: True if _answers(f"http://127.0.0.1:{port}/server_info") else None,
+            STARTUP_TIMEOUT_S,
+            proc,
+            log,
+        )
         lake.put("songs/songs.csv", SONGS_CSV)
         lake.put("streams/streams.csv", STREAMS_CSV)
 

@@ -7,23 +7,28 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from dagster_support import SONGS_CSV, STREAMS_CSV, STREAMS_HEADER, USERS_CSV, Lake
 from dagster import AssetCheckSeverity, AssetKey, DagsterInstance
 from dagster_pyspark import LazyPySparkResource
+from dagster_support import SONGS_CSV, STREAMS_CSV, STREAMS_HEADER, USERS_CSV, Lake
 from oracle.kpi_oracle import oracle_from_dir
 
+from music_assets.core import aws, layout
 from music_assets.core.batch_document import BatchDocuments
+from music_assets.core.engines import local_spark_conf
 from music_assets.defs.mapping import STEP_RETRIES
 from music_assets.defs.partitions import BATCH_PARTITIONS_NAME
-from music_assets.core import aws, layout
-from music_assets.core.engines import local_spark_conf
-from music_assets.tools.sample_data import generate_dataset
-from music_assets.defs.runner import BatchRunOutcome
 from music_assets.defs.resources import EngineResource
+from music_assets.defs.runner import BatchRunOutcome
+from music_assets.tools.sample_data import generate_dataset
 
 ALL_ASSETS = {
-    "validation_report", "validated_batch", "reference_songs", "reference_users", "processed_streams",
-    "daily_genre_kpis", "archived_raw_files",
+    "validation_report",
+    "validated_batch",
+    "reference_songs",
+    "reference_users",
+    "processed_streams",
+    "daily_genre_kpis",
+    "archived_raw_files",
 }
 DOWNSTREAM_STEPS = {"batch_processing", "daily_genre_kpis", "archived_raw_files"}
 ORACLE_STATUS = {"accepted": "ACCEPTED", "quarantined": "QUARANTINED"}
@@ -219,7 +224,9 @@ def test_rerun_of_a_batch_changes_nothing(lake: Lake) -> None:
     processed = lake.keys(lake.settings.processed_bucket, "processed_data/")
     tracker = {key: item["status"] for key, item in lake.tracker_items().items()}
 
-    rerun = lake.job().execute_in_process(partition_key=str(first.batch_id), instance=lake.instance, raise_on_error=False)
+    rerun = lake.job().execute_in_process(
+        partition_key=str(first.batch_id), instance=lake.instance, raise_on_error=False
+    )
 
     assert first.success and rerun.success
     assert lake.kpi_export() == first.export
@@ -234,17 +241,25 @@ def test_archived_raw_files_materialized_alone_before_the_kpis_is_refused_and_ar
     batch_id = str(lake.tick().run_requests[0].partition_key)
     lake.instance.add_dynamic_partitions(BATCH_PARTITIONS_NAME, [batch_id])
     job = lake.job()
-    validated = job.execute_in_process(partition_key=batch_id, instance=lake.instance,
-                                       asset_selection=[AssetKey("validation_report"), AssetKey("validated_batch")])
+    validated = job.execute_in_process(
+        partition_key=batch_id,
+        instance=lake.instance,
+        asset_selection=[AssetKey("validation_report"), AssetKey("validated_batch")],
+    )
     assert validated.success
 
-    alone = job.execute_in_process(partition_key=batch_id, instance=lake.instance,
-                                   asset_selection=[AssetKey("archived_raw_files")], raise_on_error=False)
+    alone = job.execute_in_process(
+        partition_key=batch_id,
+        instance=lake.instance,
+        asset_selection=[AssetKey("archived_raw_files")],
+        raise_on_error=False,
+    )
 
     assert not alone.success
     [failure] = [event for event in alone.all_events if event.is_step_failure]
     assert "KPIs of batch" in str(failure.step_failure_data.error) and "run the KPI step first" in str(
-        failure.step_failure_data.error)
+        failure.step_failure_data.error
+    )
     assert lake.keys(lake.settings.raw_data_bucket) == ["songs/songs.csv"]
     assert lake.keys(lake.settings.archive_bucket) == []
     assert {item["status"] for item in lake.tracker_items().values()} == {"VALIDATED"}

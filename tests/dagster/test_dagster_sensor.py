@@ -130,8 +130,10 @@ def test_without_a_cursor_the_tracker_decides_for_many_keys_which_versions_are_n
     assert not lake.tracker.claim([(key, etags[key]) for key in known], "batch-done").taken
     for key in known:
         lake.tracker.table.update_item(
-            Key={"file_key": key, "etag": etags[key]}, UpdateExpression="SET #s = :s",
-            ExpressionAttributeNames={"#s": "status"}, ExpressionAttributeValues={":s": "ARCHIVED"},
+            Key={"file_key": key, "etag": etags[key]},
+            UpdateExpression="SET #s = :s",
+            ExpressionAttributeNames={"#s": "status"},
+            ExpressionAttributeValues={":s": "ARCHIVED"},
         )
 
     result = lake.tick()

@@ -7,22 +7,23 @@ from __future__ import annotations
 
 import itertools
 import os
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import glue_scripts.etl_streaming_pipeline_complete as etl_job
 import glue_scripts.music_streaming_validation as validation_job
 from music_assets.core import aws
-from music_assets.tools.dry_run import discover_inputs
+from music_assets.core.glue_job import SETTINGS_OPTIONS  # noqa: E402
 from music_assets.core.kpi_store import read_kpi_items
 from music_assets.core.settings import Settings
 from music_assets.core.storage import ObjectInfo, S3Store
 from music_assets.core.tables import ensure_buckets, ensure_tables
 from music_assets.core.tracker import FileTracker
+from music_assets.tools.dry_run import discover_inputs
 
-from music_assets.core.glue_job import SETTINGS_OPTIONS  # noqa: E402
 _counter = itertools.count(1)
 
 
@@ -90,8 +91,11 @@ def make_world(stack: Any, name: str) -> GlueWorld:
     """Fresh buckets and tables named after ``name`` on the session's stack."""
     suffix = f"{name}-{next(_counter)}"
     settings = stack.settings.with_overrides(
-        raw_data_bucket=f"raw-{suffix}", processed_bucket=f"processed-{suffix}", archive_bucket=f"archive-{suffix}",
-        quarantine_bucket=f"quarantine-{suffix}", dynamodb_table_name=f"kpis_{suffix.replace('-', '_')}",
+        raw_data_bucket=f"raw-{suffix}",
+        processed_bucket=f"processed-{suffix}",
+        archive_bucket=f"archive-{suffix}",
+        quarantine_bucket=f"quarantine-{suffix}",
+        dynamodb_table_name=f"kpis_{suffix.replace('-', '_')}",
     )
     ensure_buckets(aws.s3_client(settings), settings)
     ensure_tables(aws.dynamodb_client(settings), settings)

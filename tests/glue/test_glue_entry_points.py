@@ -30,7 +30,7 @@ def test_each_glue_script_is_option_declarations_and_one_core_call(script: types
 
     assert len(source.splitlines()) <= MAX_SCRIPT_LINES
     assert functions == ["main"]
-    assert imports <= {"__future__", "typing", "music_assets.core.glue_job"}
+    assert imports <= {"__future__", "collections.abc", "typing", "music_assets.core.glue_job"}
     assert set(SETTINGS_OPTIONS) <= set(script.OPTIONAL_OPTIONS)
 
 

@@ -14,18 +14,18 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 from glue.glue_harness import GlueWorld
+from oracle.kpi_oracle import oracle_from_dir
 
 from music_assets.core import aws, layout
-from music_assets.tools.audit import audit
 from music_assets.core.batch_document import BatchDocuments, ProcessingSummary
-from music_assets.tools.dry_run import discover_inputs
 from music_assets.core.engines import DuckDBEngine
 from music_assets.core.kpis import export_from_items, to_dynamodb_items
 from music_assets.core.pipeline import compute_daily_kpis, plan_batch, process_batch, validate_batch
 from music_assets.core.settings import Settings
 from music_assets.core.status import Step
 from music_assets.core.storage import LocalStore, ObjectStore
-from oracle.kpi_oracle import oracle_from_dir
+from music_assets.tools.audit import audit
+from music_assets.tools.dry_run import discover_inputs
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
@@ -64,9 +64,12 @@ def _processed_rows(store: ObjectStore, bucket: str, work: Path) -> dict[str, li
 def reference(dirty_data: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """The core pipeline's outputs on ``dirty_data`` with its default local engine (folder store, DuckDB)."""
     out = tmp_path_factory.mktemp("core_reference")
-    settings = Settings(raw_data_bucket="raw", processed_bucket="processed", archive_bucket="archive",
-                        quarantine_bucket="quarantine")
-    store = LocalStore({"raw": discover_inputs(dirty_data), **{n: out / n for n in ("processed", "archive", "quarantine")}})
+    settings = Settings(
+        raw_data_bucket="raw", processed_bucket="processed", archive_bucket="archive", quarantine_bucket="quarantine"
+    )
+    store = LocalStore(
+        {"raw": discover_inputs(dirty_data), **{n: out / n for n in ("processed", "archive", "quarantine")}}
+    )
     report = validate_batch(store, settings, plan_batch(BATCH, "raw", store.list("raw")), keep_raw=True)
     with DuckDBEngine() as engine:
         processing = process_batch(store, settings, engine, report)
@@ -108,8 +111,14 @@ def test_jobs_in_dag_order_match_the_core_pipeline_and_the_oracle(
     assert [info.key for info in store.list(settings.raw_data_bucket)] == [s["key"] for s in report["skipped_files"]]
     resource = aws.dynamodb_resource(settings)
     with DuckDBEngine() as engine:
-        result = audit(store, settings, engine, resource.Table(settings.file_tracker_table_name),
-                       resource.Table(settings.dynamodb_table_name), settled=True)
+        result = audit(
+            store,
+            settings,
+            engine,
+            resource.Table(settings.file_tracker_table_name),
+            resource.Table(settings.dynamodb_table_name),
+            settled=True,
+        )
     assert result.ok, result.violations
 
 

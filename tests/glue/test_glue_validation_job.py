@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 from glue.glue_harness import GlueWorld
+from support import REPO_ROOT
 
 from music_assets.core import aws, layout
 from music_assets.core.metrics import ETL_NAMESPACE, VALIDATION_NAMESPACE
-from support import REPO_ROOT
 
 SCRIPT = REPO_ROOT / "glue_scripts" / "music_streaming_validation.py"
 
@@ -34,14 +34,18 @@ def test_dirty_batch_is_validated_claimed_and_quarantined(world: GlueWorld, dirt
 
     report = _report(world, "batch-dirty")
     assert report["overall_status"] == "PASSED_WITH_QUARANTINE"
-    assert {f["key"] for f in report["files"]} | {s["key"] for s in report["skipped_files"]} == {i.key for i in uploaded}
+    assert {f["key"] for f in report["files"]} | {s["key"] for s in report["skipped_files"]} == {
+        i.key for i in uploaded
+    }
     assert [s["key"] for s in report["skipped_files"]] == ["streams/README.txt"]
     statuses = _statuses(world)
     for entry in report["files"]:
         expected = "VALIDATED" if entry["status"] == "ACCEPTED" else "QUARANTINED"
         assert statuses[entry["key"]] == expected, entry["key"]
     quarantined = [f for f in report["files"] if f["status"] != "ACCEPTED"]
-    assert quarantined and all(world.store.head(world.settings.quarantine_bucket, f["quarantine_key"]) for f in quarantined)
+    assert quarantined and all(
+        world.store.head(world.settings.quarantine_bucket, f["quarantine_key"]) for f in quarantined
+    )
     assert all(world.store.head(world.settings.raw_data_bucket, f["key"]) is None for f in quarantined)
 
 
@@ -134,14 +138,20 @@ def test_bad_arguments_exit_2_with_the_reason(world: GlueWorld, caplog: pytest.L
     assert world.validate("batch-x", files_json="{not json") == 2
     assert world.validate("batch-x", files_json='{"key": "a"}') == 2
     logged = caplog.text
-    assert "[A-Za-z0-9._-]{1,128}" in logged and "--files_json is not JSON" in logged and "must be a JSON list" in logged
+    assert (
+        "[A-Za-z0-9._-]{1,128}" in logged and "--files_json is not JSON" in logged and "must be a JSON list" in logged
+    )
 
 
 def test_runs_as_a_script_with_endpoints_from_the_environment(world: GlueWorld, dirty_data: Path) -> None:
     world.upload(dirty_data, keys=["songs/songs.csv"])
     result = subprocess.run(
         [sys.executable, str(SCRIPT), *world.argv("batch-cli"), "--JOB_NAME", "local", "--extra-py-files", "x.zip"],
-        env={**os.environ, **world.env}, capture_output=True, text=True, timeout=120, check=False,
+        env={**os.environ, **world.env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     assert '"overall_status": "PASSED"' in result.stderr

@@ -81,9 +81,7 @@ def test_default_endpoint_is_the_web_server_hostname() -> None:
     assert tdl.cli_endpoint(config, "abc.airflow.amazonaws.com") == "https://abc.airflow.amazonaws.com/aws_mwaa/cli"
 
 
-def test_hostile_key_cannot_escape_the_command(
-    make_event: Callable[..., dict[str, Any]], hostile_key: str
-) -> None:
+def test_hostile_key_cannot_escape_the_command(make_event: Callable[..., dict[str, Any]], hostile_key: str) -> None:
     [obj] = [tdl.parse_record(record) for record in make_event(hostile_key)["Records"]]
     batch_id = tdl.build_batch_id([obj])
     argv = tdl.cli_trigger_argv(DAG_ID, batch_id, tdl.build_conf(batch_id, [obj]))
@@ -183,8 +181,6 @@ def test_unreachable_endpoint_raises(
 
 
 def test_cli_token_failure_raises(mwaa_stub: Stubber, cli_env: EndpointSetter, load_event: EventLoader) -> None:
-    mwaa_stub.add_client_error(
-        "create_cli_token", service_error_code="ResourceNotFoundException", http_status_code=404
-    )
+    mwaa_stub.add_client_error("create_cli_token", service_error_code="ResourceNotFoundException", http_status_code=404)
     with pytest.raises(tdl.TriggerError, match="CreateCliToken failed for environment 'music-streaming-mwaa'"):
         tdl.lambda_handler(load_event("s3_put_single.json"), None)

@@ -63,13 +63,17 @@ def test_multi_record_keeps_matching_objects(load_event: EventLoader) -> None:
         "etag": "e2fc714c4727ee9395f324cd2e7f331f",
         "sequencer": "00667AA8F2A1B2C3D4",
     }
-    assert conf["batch_id"].startswith("batch-music-streaming-landing-streams-streams_2024-06-25T11.csv-20240625T110002Z-")
+    assert conf["batch_id"].startswith(
+        "batch-music-streaming-landing-streams-streams_2024-06-25T11.csv-20240625T110002Z-"
+    )
 
 
 def test_encoded_key_is_decoded(load_event: EventLoader) -> None:
     [obj] = kept_objects(load_event("s3_put_encoded_key.json"))
     assert obj.key == "streams/my file(1).csv"
-    assert tdl.build_batch_id([obj]).startswith("batch-music-streaming-landing-streams-my-file-1-.csv-20240625T123045Z-")
+    assert tdl.build_batch_id([obj]).startswith(
+        "batch-music-streaming-landing-streams-my-file-1-.csv-20240625T123045Z-"
+    )
 
 
 @pytest.mark.parametrize(

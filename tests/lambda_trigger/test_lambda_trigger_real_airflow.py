@@ -23,16 +23,14 @@ from lambda_trigger import trigger_dag_lambda as tdl
 pytestmark = pytest.mark.slow
 
 DAG_ID = "music_streaming_realtime_pipeline"
-COMBINED_HOSTILE_KEY = "streams/it's a \"quoted\" $(rm -rf /) `id`; a+b ünï 曲 ../x.csv"
+COMBINED_HOSTILE_KEY = 'streams/it\'s a "quoted" $(rm -rf /) `id`; a+b ünï 曲 ../x.csv'
 
 
 def airflow_runner(env: dict[str, str]) -> Callable[[str], tuple[bytes, bytes]]:
     """Return a CLI runner executing the posted command with the real airflow CLI."""
 
     def _run(body: str) -> tuple[bytes, bytes]:
-        result = subprocess.run(
-            ["airflow", *shlex.split(body)], env=env, capture_output=True, timeout=120, check=False
-        )
+        result = subprocess.run(["airflow", *shlex.split(body)], env=env, capture_output=True, timeout=120, check=False)
         return result.stdout, result.stderr
 
     return _run
@@ -51,7 +49,10 @@ def listed_run_ids(airflow_env: dict[str, str]) -> list[str]:
     """Return the run ids `airflow dags list-runs -o json` reports for the DAG."""
     result = subprocess.run(
         ["airflow", "dags", "list-runs", DAG_ID, "-o", "json"],
-        env=airflow_env, capture_output=True, timeout=120, check=True,
+        env=airflow_env,
+        capture_output=True,
+        timeout=120,
+        check=True,
     )
     rows = next(json.loads(line) for line in result.stdout.decode().splitlines() if line.startswith("["))
     return [row["run_id"] for row in rows]

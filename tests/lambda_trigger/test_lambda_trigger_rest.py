@@ -57,7 +57,10 @@ def test_airflow3_body_has_explicit_null_logical_date(mwaa_stub: Stubber, load_e
     expected = expected_request(event, 3)
     mwaa_stub.add_response(
         "invoke_rest_api",
-        {"RestApiStatusCode": 200, "RestApiResponse": {"dag_run_id": expected["Body"]["dag_run_id"], "state": "queued"}},
+        {
+            "RestApiStatusCode": 200,
+            "RestApiResponse": {"dag_run_id": expected["Body"]["dag_run_id"], "state": "queued"},
+        },
         expected,
     )
     result = tdl.lambda_handler(event, None)

@@ -41,11 +41,12 @@ import re
 import sys
 import zlib
 from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Callable, Generic, Iterable, NamedTuple, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 
 BLANKS = " \t"
 DATASETS = ("songs", "streams", "users")
@@ -302,8 +303,7 @@ def scan_file(path: Path, dataset: str, ratio: float) -> _ScannedFile[Any]:
     if _exceeds_ratio(report.rejected_rows, report.data_rows, ratio):
         report.status = "quarantined"
         report.reason = (
-            f"{report.rejected_rows} of {report.data_rows} rows rejected, "
-            f"more than max_rejected_row_ratio={ratio}"
+            f"{report.rejected_rows} of {report.data_rows} rows rejected, more than max_rejected_row_ratio={ratio}"
         )
     return scanned
 

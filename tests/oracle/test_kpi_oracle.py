@@ -127,7 +127,9 @@ def test_flat_layout_gzip_and_ignored_files(tmp_path: Path) -> None:
 def test_k1_dedup_across_files_on_typed_triple(tmp_path: Path) -> None:
     write(tmp_path, "songs/s.csv", songs_csv((1, "A", 10, "pop"), (2, "a", 10, "pop")))
     write(tmp_path, "streams/1.csv", streams_csv((7, "A", "2024-06-25 10:00:00"), (7, "a", "2024-06-25 10:00:00")))
-    write(tmp_path, "streams/2.csv", streams_csv(("007", "A", "2024-06-25 10:00:00"), (7, " A ", "2024-06-25 10:00:00")))
+    write(
+        tmp_path, "streams/2.csv", streams_csv(("007", "A", "2024-06-25 10:00:00"), (7, " A ", "2024-06-25 10:00:00"))
+    )
     result = oracle_from_dir(tmp_path)
     assert result.duplicates_removed == 2
     row = kpi(result, "2024-06-25", "pop")
@@ -257,7 +259,9 @@ def test_v2_header_rules(tmp_path: Path) -> None:
     write(tmp_path, "streams/c_missing.csv", "user_id,track_id\n1,A\n")
     write(tmp_path, "streams/d_repeated.csv", "user_id,track_id,listen_time,user_id\n1,A,2024-06-25 10:00:00,1\n")
     write(tmp_path, "streams/e_empty.csv", b"")
-    write(tmp_path, "streams/f_latin1.csv", STREAMS_HEADER.encode() + "1,\u00e9,2024-06-25 10:00:00\n".encode("latin-1"))
+    write(
+        tmp_path, "streams/f_latin1.csv", STREAMS_HEADER.encode() + "1,\u00e9,2024-06-25 10:00:00\n".encode("latin-1")
+    )
     write(tmp_path, "streams/g_case.csv", "User_ID,track_id,listen_time\n1,A,2024-06-25 10:00:00\n")
     write(tmp_path, "streams/h_bad_gzip.csv.gz", b"not gzip")
     result = oracle_from_dir(tmp_path)

@@ -29,9 +29,10 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 # --- crash points -------------------------------------------------------------------------------------
 
@@ -95,13 +96,28 @@ def install_crash(point: str, marker: Path | None = None) -> None:
         setattr(module, name, wrapper)
 
     # the phase markers, whatever the point
-    wrap(orchestration, "validate_batch", before=point == "validation:start",
-         after=point == "validation:after-report", step="validation")
-    wrap(orchestration, "process_batch", before=point == "processing:start",
-         after=point == "processing:after-write", step="processing")
+    wrap(
+        orchestration,
+        "validate_batch",
+        before=point == "validation:start",
+        after=point == "validation:after-report",
+        step="validation",
+    )
+    wrap(
+        orchestration,
+        "process_batch",
+        before=point == "processing:start",
+        after=point == "processing:after-write",
+        step="processing",
+    )
     wrap(pipeline, "compute_daily_kpis", before=point == "kpis:start", step="kpis")
-    wrap(orchestration, "archive_batch", before=point == "archive:start", after=point == "archive:after-all",
-         step="archive")
+    wrap(
+        orchestration,
+        "archive_batch",
+        before=point == "archive:start",
+        after=point == "archive:after-all",
+        step="archive",
+    )
 
     if point == "tick:after-claim":
         claim = FileTracker.claim
@@ -161,13 +177,13 @@ def install_crash(point: str, marker: Path | None = None) -> None:
 # --- transient AWS faults -------------------------------------------------------------------------------
 
 FAULT_KINDS = (
-    "s3-500",            # S3 InternalError, HTTP 500
-    "s3-503",            # S3 SlowDown, HTTP 503
-    "ddb-throttle",      # DynamoDB ThrottlingException / ProvisionedThroughputExceededException
-    "ddb-500",           # DynamoDB InternalServerError, HTTP 500
-    "reset",             # connection reset before the request reached the server
+    "s3-500",  # S3 InternalError, HTTP 500
+    "s3-503",  # S3 SlowDown, HTTP 503
+    "ddb-throttle",  # DynamoDB ThrottlingException / ProvisionedThroughputExceededException
+    "ddb-500",  # DynamoDB InternalServerError, HTTP 500
+    "reset",  # connection reset before the request reached the server
     "reset-after-send",  # the server acted, then the connection dropped: the answer is lost
-    "body-read",         # the connection drops while an object body is being read
+    "body-read",  # the connection drops while an object body is being read
 )
 
 

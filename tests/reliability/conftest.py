@@ -15,8 +15,9 @@ import json
 import os
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -41,7 +42,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     the option to tests/conftest.py, which then wins: registering it twice is skipped here)."""
     try:
         parser.addoption(
-            "--chaos", action="store_true", default=False,
+            "--chaos",
+            action="store_true",
+            default=False,
             help="run the full reliability matrix (every crash point, fault mix and hostile input), not the CI subset",
         )
     except ValueError:  # already added by tests/conftest.py
@@ -104,8 +107,15 @@ def chaos_record(request: pytest.FixtureRequest, chaos_results_file: Path) -> It
     ``double_counted``, ``survived`` (set by the test once every assertion passed).
     """
     record: dict[str, Any] = {
-        "test": request.node.nodeid, "category": "", "fault": "", "faults_injected": 0, "inputs": 0,
-        "rows_in": 0, "rows_lost": 0, "double_counted": 0, "survived": False,
+        "test": request.node.nodeid,
+        "category": "",
+        "fault": "",
+        "faults_injected": 0,
+        "inputs": 0,
+        "rows_in": 0,
+        "rows_lost": 0,
+        "double_counted": 0,
+        "survived": False,
     }
     started = time.perf_counter()
     yield record

@@ -17,10 +17,11 @@ from __future__ import annotations
 import io
 import json
 import re
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import botocore.session
 import pyarrow.parquet as pq
@@ -200,8 +201,18 @@ def resume_sweep(world: GlueWorld, spark: Any, faults: WriteFaults) -> list[DagR
 # --- end states -------------------------------------------------------------------------------------------
 
 VOLATILE = {
-    "generated_at", "created_at", "updated_at", "quarantined_at", "claimed_at", "computed_at", "batch_id",
-    "raw_last_modified", "raw_bucket", "failures", "resumes", "given_up",
+    "generated_at",
+    "created_at",
+    "updated_at",
+    "quarantined_at",
+    "claimed_at",
+    "computed_at",
+    "batch_id",
+    "raw_last_modified",
+    "raw_bucket",
+    "failures",
+    "resumes",
+    "given_up",
 }
 
 
@@ -252,8 +263,10 @@ def end_state(settings: Settings, batch_ids: list[str]) -> dict[str, Any]:
         (_scrub(item, ids) for item in FileTracker(dynamodb.Table(settings.file_tracker_table_name)).items()),
         key=lambda item: (item["file_key"], item["etag"]),
     )
-    kpis = sorted((_scrub(item, ids) for item in read_kpi_items(dynamodb.Table(settings.dynamodb_table_name))),
-                  key=lambda item: (item["pk"], item["sk"]))
+    kpis = sorted(
+        (_scrub(item, ids) for item in read_kpi_items(dynamodb.Table(settings.dynamodb_table_name))),
+        key=lambda item: (item["pk"], item["sk"]),
+    )
     return {"objects": objects, "tracker": tracker, "kpis": kpis}
 
 
@@ -282,8 +295,12 @@ def metric_totals(settings: Settings) -> dict[str, float]:
     totals: dict[str, float] = {}
     for metric in cloudwatch.list_metrics()["Metrics"]:
         data = cloudwatch.get_metric_statistics(
-            Namespace=metric["Namespace"], MetricName=metric["MetricName"], StartTime="2000-01-01T00:00:00Z",
-            EndTime="2100-01-01T00:00:00Z", Period=86400 * 365, Statistics=["Sum"],
+            Namespace=metric["Namespace"],
+            MetricName=metric["MetricName"],
+            StartTime="2000-01-01T00:00:00Z",
+            EndTime="2100-01-01T00:00:00Z",
+            Period=86400 * 365,
+            Statistics=["Sum"],
         )["Datapoints"]
         totals[metric["MetricName"]] = sum(point["Sum"] for point in data)
     return totals

@@ -18,24 +18,53 @@ from dagster_support import SONGS_CSV, STREAMS_HEADER, USERS_CSV, Lake
 from oracle.kpi_oracle import oracle_from_dir
 
 from music_assets.core import layout
-from music_assets.tools.audit import AuditResult, audit
 from music_assets.core.engines import DuckDBEngine
 from music_assets.core.settings import Settings
 from music_assets.core.tables import ensure_buckets, ensure_tables
+from music_assets.tools.audit import AuditResult, audit
 
 # A small batch with a bit of everything: duplicates, an unknown track, an unknown user, rejected rows
 # under the threshold, and one file invalid as a whole (quarantined).
-STREAMS_A = STREAMS_HEADER + "".join(
-    f"{u},{t},2024-06-25 {h:02d}:{m:02d}:00\n" for u, t, h, m in [
-        (1, "A", 10, 0), (1, "A", 10, 0), (2, "A", 11, 0), (2, "B", 12, 0), (3, "C", 13, 0), (3, "Z", 14, 0),
-        (4, "C", 15, 5), (5, "B", 16, 0), (6, "A", 17, 30), (7, "C", 18, 0), (8, "B", 19, 0), (9, "A", 20, 0),
-        (1, "C", 21, 0), (2, "C", 22, 0), (3, "A", 23, 0), (4, "A", 9, 0), (5, "C", 8, 0), (6, "B", 7, 0),
-        (7, "A", 6, 0), (8, "C", 5, 0), (9, "B", 4, 0), (10, "A", 3, 0),
-    ]
-) + "x,A,2024-06-25 01:00:00\n"  # one rejected row (V3-user_id) among 23: under 5 %
+STREAMS_A = (
+    STREAMS_HEADER
+    + "".join(
+        f"{u},{t},2024-06-25 {h:02d}:{m:02d}:00\n"
+        for u, t, h, m in [
+            (1, "A", 10, 0),
+            (1, "A", 10, 0),
+            (2, "A", 11, 0),
+            (2, "B", 12, 0),
+            (3, "C", 13, 0),
+            (3, "Z", 14, 0),
+            (4, "C", 15, 5),
+            (5, "B", 16, 0),
+            (6, "A", 17, 30),
+            (7, "C", 18, 0),
+            (8, "B", 19, 0),
+            (9, "A", 20, 0),
+            (1, "C", 21, 0),
+            (2, "C", 22, 0),
+            (3, "A", 23, 0),
+            (4, "A", 9, 0),
+            (5, "C", 8, 0),
+            (6, "B", 7, 0),
+            (7, "A", 6, 0),
+            (8, "C", 5, 0),
+            (9, "B", 4, 0),
+            (10, "A", 3, 0),
+        ]
+    )
+    + "x,A,2024-06-25 01:00:00\n"
+)  # one rejected row (V3-user_id) among 23: under 5 %
 STREAMS_B = STREAMS_HEADER + "".join(
-    f"{u},{t},2024-06-{d} {h:02d}:00:00\n" for u, t, d, h in [
-        (1, "A", 25, 10), (11, "B", 25, 9), (12, "C", 26, 9), (13, "A", 26, 10), (14, "B", 26, 11), (2, "A", 26, 12),
+    f"{u},{t},2024-06-{d} {h:02d}:00:00\n"
+    for u, t, d, h in [
+        (1, "A", 25, 10),
+        (11, "B", 25, 9),
+        (12, "C", 26, 9),
+        (13, "A", 26, 10),
+        (14, "B", 26, 11),
+        (2, "A", 26, 12),
     ]
 )
 BAD_STREAMS = "user_id,listen_time\n1,2024-06-25 10:00:00\n"  # lacks track_id: quarantined (V2)
@@ -83,7 +112,8 @@ class Ledger:
     def versions(self) -> set[tuple[str, str]]:
         """The uploaded versions the pipeline must account for: CSV keys under the dataset prefixes."""
         return {
-            (u.key, u.etag) for u in self.uploads
+            (u.key, u.etag)
+            for u in self.uploads
             if layout.dataset_of_key(u.key) is not None and layout.is_csv_key(u.key)
         }
 
@@ -128,8 +158,7 @@ def account(lake: Lake, ledger: Ledger) -> Accounting:
     oracle = ledger.oracle()
     local_of = {(u.key, u.etag): u.local for u in ledger.uploads if u.local is not None}
     expected_rows = {
-        version: oracle.files[path.relative_to(ledger.union).as_posix()].data_rows
-        for version, path in local_of.items()
+        version: oracle.files[path.relative_to(ledger.union).as_posix()].data_rows for version, path in local_of.items()
     }
     accounting.rows_in = sum(expected_rows.values())
 

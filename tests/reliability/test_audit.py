@@ -16,8 +16,8 @@ from dagster_support import Lake, StackClients
 from reliability_support import SMALL_BATCH, Ledger, account, fresh_settings
 
 from music_assets.core import layout
-from music_assets.tools.audit import AuditResult, audit
 from music_assets.core.engines import DuckDBEngine
+from music_assets.tools.audit import AuditResult, audit
 
 
 @pytest.fixture(scope="module")
@@ -63,8 +63,9 @@ def put_item(lake: Lake, item: dict[str, Any]) -> None:
     lake.tracker.table.put_item(Item=item)
 
 
-def expect(lake: Lake, plant: Callable[[], Callable[[], None]], *needles: str, uploaded: Any = None,
-           in_flight: bool = False) -> None:
+def expect(
+    lake: Lake, plant: Callable[[], Callable[[], None]], *needles: str, uploaded: Any = None, in_flight: bool = False
+) -> None:
     """Plant a violation, audit, find every needle in the violations (or in_flight), restore, audit clean."""
     restore = plant()
     try:
@@ -106,7 +107,7 @@ def test_a_version_with_two_terminal_copies_is_reported(settled: tuple[Lake, Led
 
 
 def test_a_done_version_left_in_raw_is_reported_and_a_later_identical_upload_is_only_ignored(
-    settled: tuple[Lake, Ledger]
+    settled: tuple[Lake, Ledger],
 ) -> None:
     lake, _ = settled
     item = item_of(lake, "users/users.csv")
@@ -136,8 +137,9 @@ def test_a_done_version_left_in_raw_is_reported_and_a_later_identical_upload_is_
 def test_an_uploaded_version_the_tracker_never_saw_is_lost(settled: tuple[Lake, Ledger]) -> None:
     lake, ledger = settled
     lost = ("streams/vanished.csv", "0123456789abcdef0123456789abcdef")
-    expect(lake, lambda: (lambda: None), "streams/vanished.csv", "never saw it", "lost",
-           uploaded=ledger.versions() | {lost})
+    expect(
+        lake, lambda: lambda: None, "streams/vanished.csv", "never saw it", "lost", uploaded=ledger.versions() | {lost}
+    )
 
 
 def test_an_uploaded_version_still_waiting_in_raw_is_in_flight(settled: tuple[Lake, Ledger]) -> None:
@@ -147,8 +149,14 @@ def test_an_uploaded_version_still_waiting_in_raw_is_in_flight(settled: tuple[La
     def plant() -> Callable[[], None]:
         return lambda: lake.store.delete(lake.settings.raw_data_bucket, "streams/late.csv")
 
-    expect(lake, plant, "streams/late.csv", "waits in the raw bucket", uploaded=ledger.versions() | {
-        ("streams/late.csv", etag)}, in_flight=True)
+    expect(
+        lake,
+        plant,
+        "streams/late.csv",
+        "waits in the raw bucket",
+        uploaded=ledger.versions() | {("streams/late.csv", etag)},
+        in_flight=True,
+    )
 
 
 def test_rows_that_do_not_add_up_are_reported(settled: tuple[Lake, Ledger]) -> None:
@@ -156,14 +164,22 @@ def test_rows_that_do_not_add_up_are_reported(settled: tuple[Lake, Ledger]) -> N
     key, report = report_of(lake)
 
     def plant() -> Callable[[], None]:
-        changed = {**report, "files": [
-            {**e, "valid_rows": e["valid_rows"] - 1} if e["key"] == "streams/day1.csv" else e for e in report["files"]
-        ]}
+        changed = {
+            **report,
+            "files": [
+                {**e, "valid_rows": e["valid_rows"] - 1} if e["key"] == "streams/day1.csv" else e
+                for e in report["files"]
+            ],
+        }
         lake.store.put_json(lake.settings.processed_bucket, key, changed)
         return lambda: lake.store.put_json(lake.settings.processed_bucket, key, report)
 
-    expect(lake, plant, "streams/day1.csv has 23 data rows but 21 valid + 1 rejected",
-           "has 21 valid rows but its staged Parquet")
+    expect(
+        lake,
+        plant,
+        "streams/day1.csv has 23 data rows but 21 valid + 1 rejected",
+        "has 21 valid rows but its staged Parquet",
+    )
 
 
 def test_staged_rows_that_differ_from_the_valid_rows_are_reported(settled: tuple[Lake, Ledger]) -> None:

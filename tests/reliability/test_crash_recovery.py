@@ -50,8 +50,14 @@ def crash_and_recover(
     assert not batch_ids or batch_ids == batches
     accounting = account(lake, ledger)
     instance = "same DAGSTER_HOME" if dagster_home else "fresh instance"
-    record(chaos, accounting, category="crash (SIGKILL)", fault=f"{' then '.join(points)} ({instance})",
-           faults_injected=len(points), inputs=len(SMALL_BATCH))
+    record(
+        chaos,
+        accounting,
+        category="crash (SIGKILL)",
+        fault=f"{' then '.join(points)} ({instance})",
+        faults_injected=len(points),
+        inputs=len(SMALL_BATCH),
+    )
     accounting.assert_clean()
     chaos["survived"] = True
 
@@ -65,8 +71,9 @@ def test_sigkill_then_the_next_run_completes_the_batch(
 
 
 @pytest.mark.chaos
-@pytest.mark.parametrize("point", ["tick:after-claim", "validation:after-report", "processing:after-write",
-                                   "archive:after-delete"])
+@pytest.mark.parametrize(
+    "point", ["tick:after-claim", "validation:after-report", "processing:after-write", "archive:after-delete"]
+)
 def test_sigkill_then_a_runner_with_a_fresh_instance_completes_the_batch(
     point: str, lake: Lake, ledger: Ledger, driver_pool: DriverPool, chaos_record: dict[str, Any]
 ) -> None:
@@ -74,13 +81,21 @@ def test_sigkill_then_a_runner_with_a_fresh_instance_completes_the_batch(
 
 
 @pytest.mark.chaos
-@pytest.mark.parametrize("points", [
-    ["quarantine:after-copy", "validation:after-report", "archive:after-delete"],
-    ["processing:mid-upload", "kpis:partial-write", "archive:after-copy"],
-    ["tick:after-claim", "kpis:start", "archive:after-all"],
-], ids=lambda points: "+".join(points))
+@pytest.mark.parametrize(
+    "points",
+    [
+        ["quarantine:after-copy", "validation:after-report", "archive:after-delete"],
+        ["processing:mid-upload", "kpis:partial-write", "archive:after-copy"],
+        ["tick:after-claim", "kpis:start", "archive:after-all"],
+    ],
+    ids=lambda points: "+".join(points),
+)
 def test_a_crash_during_the_recovery_is_recovered_too(
-    points: list[str], lake: Lake, ledger: Ledger, driver_pool: DriverPool, tmp_path: Path,
+    points: list[str],
+    lake: Lake,
+    ledger: Ledger,
+    driver_pool: DriverPool,
+    tmp_path: Path,
     chaos_record: dict[str, Any],
 ) -> None:
     crash_and_recover(lake, ledger, driver_pool, points, tmp_path / "dagster_home", chaos_record)

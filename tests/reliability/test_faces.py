@@ -12,8 +12,9 @@ and writes, much faster), which the clean comparison with the Dagster face (Duck
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 from dagster import DagsterInstance
@@ -23,8 +24,8 @@ from faces import (
     WriteFaults,
     dagster_face,
     differences,
-    glue_etl_on_duckdb,
     end_state,
+    glue_etl_on_duckdb,
     metric_totals,
     resume_sweep,
     run_dag,
@@ -34,12 +35,12 @@ from glue.glue_harness import GlueWorld, make_world
 from reliability_support import SMALL_BATCH
 
 from music_assets.core import aws
-from music_assets.tools.audit import audit
 from music_assets.core.batch_document import BatchDocuments
 from music_assets.core.engines import DuckDBEngine
 from music_assets.core.settings import Settings
 from music_assets.core.storage import S3Store
 from music_assets.defs.runner import run_batch_in_process
+from music_assets.tools.audit import audit
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
@@ -58,8 +59,12 @@ def _settled_audit(settings: Settings) -> list[str]:
     dynamodb = aws.dynamodb_resource(settings)
     with DuckDBEngine() as engine:
         result = audit(
-            S3Store(aws.s3_client(settings)), settings, engine, dynamodb.Table(settings.file_tracker_table_name),
-            dynamodb.Table(settings.dynamodb_table_name), settled=True,
+            S3Store(aws.s3_client(settings)),
+            settings,
+            engine,
+            dynamodb.Table(settings.file_tracker_table_name),
+            dynamodb.Table(settings.dynamodb_table_name),
+            settled=True,
         )
     return result.violations
 
@@ -123,8 +128,9 @@ def dagster_clean(stack: Any) -> dict[str, Any]:
     }
 
 
-def test_both_faces_leave_the_same_end_state_and_metrics(glue_clean: dict[str, Any], dagster_clean: dict[str, Any],
-                                                         chaos_record: dict[str, Any]) -> None:
+def test_both_faces_leave_the_same_end_state_and_metrics(
+    glue_clean: dict[str, Any], dagster_clean: dict[str, Any], chaos_record: dict[str, Any]
+) -> None:
     chaos_record.update(category="faces", fault="none: Glue face vs Dagster face, sweep mode", inputs=len(SMALL_BATCH))
     assert differences(glue_clean["state"], dagster_clean["state"]) == []
     glue_metrics = {name: glue_clean["metrics"].get(name, 0) for name in COUNTED}
@@ -149,10 +155,16 @@ def _run_glue_fault(stack: Any, spark: Any, clean: dict[str, Any], task: str, in
         run = run_dag(world, BATCH, spark, faults)
     metrics = _delta(before, metric_totals(world.settings))
     return Outcome(
-        face="glue", task=task, write=index, operation=clean["points"][task][index - 1], when=when,
-        fired=len(faults.fired), run_failed=run.failed_task, stuck=unfinished_files(world.settings),
-        violations=_settled_audit(world.settings), differences=differences(end_state(world.settings, [BATCH]),
-                                                                           clean["state"]),
+        face="glue",
+        task=task,
+        write=index,
+        operation=clean["points"][task][index - 1],
+        when=when,
+        fired=len(faults.fired),
+        run_failed=run.failed_task,
+        stuck=unfinished_files(world.settings),
+        violations=_settled_audit(world.settings),
+        differences=differences(end_state(world.settings, [BATCH]), clean["state"]),
         job_failures=metrics.get("JobFailures", 0),
         overcounted={n: metrics.get(n, 0) for n in COUNTED if metrics.get(n, 0) > clean["metrics"].get(n, 0)},
     )
@@ -171,8 +183,12 @@ def test_a_glue_task_failed_at_a_write_is_retried_to_the_clean_end_state(
 ) -> None:
     points = glue_clean["points"][task]
     index = max(1, len(points) // 2)
-    chaos_record.update(category="faces", fault=f"glue {task} write {index}/{len(points)} {when}", inputs=len(SMALL_BATCH),
-                        faults_injected=1)
+    chaos_record.update(
+        category="faces",
+        fault=f"glue {task} write {index}/{len(points)} {when}",
+        inputs=len(SMALL_BATCH),
+        faults_injected=1,
+    )
     outcome = _run_glue_fault(stack, spark_session, glue_clean, task, index, when)
     _assert_recovered(outcome)
     assert outcome["job_failures"] == 1
@@ -180,8 +196,9 @@ def test_a_glue_task_failed_at_a_write_is_retried_to_the_clean_end_state(
 
 
 @pytest.mark.chaos
-def test_glue_face_full_matrix(stack: Any, spark_session: Any, glue_clean: dict[str, Any],
-                               chaos_record: dict[str, Any]) -> None:
+def test_glue_face_full_matrix(
+    stack: Any, spark_session: Any, glue_clean: dict[str, Any], chaos_record: dict[str, Any]
+) -> None:
     """Every write of every Glue task, before and after the server acted (``make parity``)."""
     outcomes = [
         _run_glue_fault(stack, spark_session, glue_clean, task, index, when)
@@ -189,10 +206,12 @@ def test_glue_face_full_matrix(stack: Any, spark_session: Any, glue_clean: dict[
         for index in range(1, len(glue_clean["points"][task]) + 1)
         for when in WHEN
     ]
-    chaos_record.update(category="faces", fault="glue: every write point", faults_injected=len(outcomes),
-                        inputs=len(SMALL_BATCH))
-    failed = [o for o in outcomes if o["stuck"] or o["violations"] or o["differences"] or o["overcounted"]
-              or o["run_failed"]]
+    chaos_record.update(
+        category="faces", fault="glue: every write point", faults_injected=len(outcomes), inputs=len(SMALL_BATCH)
+    )
+    failed = [
+        o for o in outcomes if o["stuck"] or o["violations"] or o["differences"] or o["overcounted"] or o["run_failed"]
+    ]
     _write_parity(outcomes)
     assert failed == []
     chaos_record["survived"] = True
@@ -201,16 +220,24 @@ def test_glue_face_full_matrix(stack: Any, spark_session: Any, glue_clean: dict[
 def test_glue_retries_exhausted_then_the_resume_sweep_finishes_the_batch(
     stack: Any, spark_session: Any, glue_clean: dict[str, Any], chaos_record: dict[str, Any]
 ) -> None:
-    chaos_record.update(category="faces", fault="glue write_to_dynamodb fails every try, then resume",
-                        inputs=len(SMALL_BATCH), faults_injected=3)
+    chaos_record.update(
+        category="faces",
+        fault="glue write_to_dynamodb fails every try, then resume",
+        inputs=len(SMALL_BATCH),
+        faults_injected=3,
+    )
     world = make_world(stack, f"faces-{next(_worlds)}")
     _upload(world, SMALL_BATCH)
-    faults = WriteFaults(persistent=lambda task, operation: task == "write_to_dynamodb" and operation == "BatchWriteItem")
+    faults = WriteFaults(
+        persistent=lambda task, operation: task == "write_to_dynamodb" and operation == "BatchWriteItem"
+    )
     with faults.installed(), glue_etl_on_duckdb():
         run = run_dag(world, BATCH, spark_session, faults)
         assert run.failed_task == "write_to_dynamodb" and run.attempts["write_to_dynamodb"] == 3
         assert sorted(unfinished_files(world.settings)) == [
-            "songs/songs.csv VALIDATED", "streams/day1.csv VALIDATED", "streams/day2.csv VALIDATED",
+            "songs/songs.csv VALIDATED",
+            "streams/day1.csv VALIDATED",
+            "streams/day2.csv VALIDATED",
             "users/users.csv VALIDATED",
         ]
         document = BatchDocuments(world.store, world.settings).load(BATCH)
@@ -271,8 +298,14 @@ def _run_dagster_fault(stack: Any, clean: dict[str, Any], step: str, index: int,
         batches = _dagster_until_idle(world.settings, instance)
     metrics = _delta(before, metric_totals(world.settings))
     return Outcome(
-        face="dagster", task=step, write=index, operation=clean["points"][step][index - 1], when=when,
-        fired=len(faults.fired), run_failed=None, stuck=unfinished_files(world.settings),
+        face="dagster",
+        task=step,
+        write=index,
+        operation=clean["points"][step][index - 1],
+        when=when,
+        fired=len(faults.fired),
+        run_failed=None,
+        stuck=unfinished_files(world.settings),
         violations=_settled_audit(world.settings),
         differences=differences(end_state(world.settings, batches[:1]), clean["state"]),
         job_failures=metrics.get("JobFailures", 0),
@@ -286,8 +319,12 @@ def test_a_dagster_step_failed_at_a_write_is_retried_to_the_clean_end_state(
 ) -> None:
     points = dagster_clean["points"][step]
     index = max(1, len(points) // 2)
-    chaos_record.update(category="faces", fault=f"dagster {step} write {index}/{len(points)} {when}",
-                        inputs=len(SMALL_BATCH), faults_injected=1)
+    chaos_record.update(
+        category="faces",
+        fault=f"dagster {step} write {index}/{len(points)} {when}",
+        inputs=len(SMALL_BATCH),
+        faults_injected=1,
+    )
     _assert_recovered(_run_dagster_fault(stack, dagster_clean, step, index, when))
     chaos_record["survived"] = True
 
@@ -300,8 +337,9 @@ def test_dagster_face_full_matrix(stack: Any, dagster_clean: dict[str, Any], cha
         for index in range(1, len(dagster_clean["points"][step]) + 1)
         for when in WHEN
     ]
-    chaos_record.update(category="faces", fault="dagster: every write point", faults_injected=len(outcomes),
-                        inputs=len(SMALL_BATCH))
+    chaos_record.update(
+        category="faces", fault="dagster: every write point", faults_injected=len(outcomes), inputs=len(SMALL_BATCH)
+    )
     _write_parity(outcomes)
     assert [o for o in outcomes if o["stuck"] or o["violations"] or o["differences"] or o["overcounted"]] == []
     chaos_record["survived"] = True

@@ -23,12 +23,16 @@ from reliability_support import STREAMS_A, STREAMS_B, Ledger, account, record
 from music_assets.core import layout
 from music_assets.core.layout import InvalidBatchId
 from music_assets.core.pipeline import plan_batch
-from music_assets.tools.sample_data import generate_dataset
 from music_assets.defs.partitions import BATCH_PARTITIONS_NAME
+from music_assets.tools.sample_data import generate_dataset
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-GOOD = {"songs/songs.csv": SONGS_CSV, "users/users.csv": USERS_CSV, "streams/day1.csv": STREAMS_A,
-        "streams/day2.csv": STREAMS_B}
+GOOD = {
+    "songs/songs.csv": SONGS_CSV,
+    "users/users.csv": USERS_CSV,
+    "streams/day1.csv": STREAMS_A,
+    "streams/day2.csv": STREAMS_B,
+}
 ROW = b"1,A,2024-06-25 10:00:00\n"
 MB = 1024 * 1024
 
@@ -89,12 +93,19 @@ def test_every_bad_input_case_of_the_spec_is_quarantined_or_rejected_and_the_goo
             assert entry["status"] == "ACCEPTED", (case.path, entry["error"])
             if case.expected == "nulled_user_age":
                 assert entry["nulled_user_age"] == case.affected_rows, case.path
-            rejected = sum(c.affected_rows for c in generated.dirty_cases
-                           if c.path == case.path and c.expected == "rejected_rows")
+            rejected = sum(
+                c.affected_rows for c in generated.dirty_cases if c.path == case.path and c.expected == "rejected_rows"
+            )
             assert entry["rejected_rows"] == rejected, case.path
     accounting = account(lake, ledger)
-    record(chaos_record, accounting, category="hostile input", fault="every bad-input case of KPI_SPEC",
-           faults_injected=len(generated.dirty_cases), inputs=len(ledger.uploads))
+    record(
+        chaos_record,
+        accounting,
+        category="hostile input",
+        fault="every bad-input case of KPI_SPEC",
+        faults_injected=len(generated.dirty_cases),
+        inputs=len(ledger.uploads),
+    )
     accounting.assert_clean()
     chaos_record["survived"] = True
 
@@ -103,8 +114,10 @@ HOSTILE_CONTENT = {
     "streams/huge_field.csv": (lambda: huge_field(50), "V1-malformed-csv"),
     "streams/binary.csv": (lambda: bytes(range(256)) * 4096, "V1-malformed-csv"),
     "streams/png_named.csv": (lambda: b"\x89PNG\r\n\x1a\n" + bytes(range(255, -1, -1)) * 64, "V2-not-utf8"),
-    "streams/latin1.csv": (lambda: (STREAMS_HEADER + "1,Caf\xe9,2024-06-25 10:00:00\n").encode("latin-1"),
-                           "V2-not-utf8"),
+    "streams/latin1.csv": (
+        lambda: (STREAMS_HEADER + "1,Caf\xe9,2024-06-25 10:00:00\n").encode("latin-1"),
+        "V2-not-utf8",
+    ),
     "streams/utf16.csv": (lambda: (STREAMS_HEADER + "1,A,2024-06-25 10:00:00\n").encode("utf-16"), "V2-not-utf8"),
     "streams/bomb.csv.gz": (lambda: gzip_bomb(256), "V2-too-large"),
     "streams/not_gzip.csv.gz": (lambda: STREAMS_A.encode(), "V2-not-utf8"),
@@ -135,9 +148,14 @@ def test_hostile_files_are_quarantined_with_their_rule_and_the_good_files_of_the
     for key in [*GOOD, "streams/wide.csv"]:
         assert files[key]["status"] == "ACCEPTED", files[key]["error"]
     accounting = account(lake, ledger)
-    record(chaos_record, accounting, category="hostile input",
-           fault="50 MB field, binary, non-UTF-8, 10,000 columns, gzip bomb, broken gzip, 2 MB header",
-           faults_injected=len(HOSTILE_CONTENT) + 1, inputs=len(ledger.uploads))
+    record(
+        chaos_record,
+        accounting,
+        category="hostile input",
+        fault="50 MB field, binary, non-UTF-8, 10,000 columns, gzip bomb, broken gzip, 2 MB header",
+        faults_injected=len(HOSTILE_CONTENT) + 1,
+        inputs=len(ledger.uploads),
+    )
     accounting.assert_clean()
     chaos_record["survived"] = True
 
@@ -191,24 +209,49 @@ def test_odd_keys_are_processed_as_they_are_and_keys_that_would_escape_are_quara
         for key in lake.keys(bucket):
             assert not {".", ".."} & set(key.split("/")), f"s3://{bucket}/{key} holds a '.' or '..' segment"
     accounting = account(lake, ledger)
-    record(chaos_record, accounting, category="hostile input",
-           fault="keys: spaces, unicode, quotes, shell metacharacters, //, .., ., 1,000 bytes, folder marker",
-           faults_injected=len(SAFE_ODD_KEYS) + len(UNSAFE_KEYS) + 3, inputs=len(ledger.uploads))
+    record(
+        chaos_record,
+        accounting,
+        category="hostile input",
+        fault="keys: spaces, unicode, quotes, shell metacharacters, //, .., ., 1,000 bytes, folder marker",
+        faults_injected=len(SAFE_ODD_KEYS) + len(UNSAFE_KEYS) + 3,
+        inputs=len(ledger.uploads),
+    )
     accounting.assert_clean()
     chaos_record["survived"] = True
 
 
-ESCAPING_BATCH_IDS = ["../x", "a/b", "..", ".", "", "x" * 129, "batch\n1", "bätch", "x;rm -rf /", "$(id)", "/abs",
-                      "a b", "a\\b", "batch\x00", "`reboot`", "%2e%2e"]
+ESCAPING_BATCH_IDS = [
+    "../x",
+    "a/b",
+    "..",
+    ".",
+    "",
+    "x" * 129,
+    "batch\n1",
+    "bätch",
+    "x;rm -rf /",
+    "$(id)",
+    "/abs",
+    "a b",
+    "a\\b",
+    "batch\x00",
+    "`reboot`",
+    "%2e%2e",
+]
 
 
 @pytest.mark.parametrize("batch_id", ESCAPING_BATCH_IDS, ids=repr)
 def test_a_batch_id_that_could_escape_is_refused_before_any_path_is_built(batch_id: str) -> None:
     builders = [
-        lambda: layout.manifest_key(batch_id), lambda: layout.report_key(batch_id),
-        lambda: layout.batch_document_key(batch_id), lambda: layout.quarantine_key(batch_id, "streams/a.csv"),
-        lambda: layout.rejected_rows_key(batch_id, "streams/a.csv"), lambda: layout.staging_prefix(batch_id, "streams"),
-        lambda: layout.processed_batch_prefix("2024-06-25", batch_id), lambda: plan_batch(batch_id, "raw", []),
+        lambda: layout.manifest_key(batch_id),
+        lambda: layout.report_key(batch_id),
+        lambda: layout.batch_document_key(batch_id),
+        lambda: layout.quarantine_key(batch_id, "streams/a.csv"),
+        lambda: layout.rejected_rows_key(batch_id, "streams/a.csv"),
+        lambda: layout.staging_prefix(batch_id, "streams"),
+        lambda: layout.processed_batch_prefix("2024-06-25", batch_id),
+        lambda: plan_batch(batch_id, "raw", []),
     ]
     for build in builders:
         with pytest.raises(InvalidBatchId, match="is invalid"):
@@ -220,8 +263,12 @@ def test_a_run_of_an_escaping_partition_writes_nothing(lake: Lake, chaos_record:
     ledger_keys = {"songs/songs.csv": SONGS_CSV, "streams/day1.csv": STREAMS_A}
     for key, body in ledger_keys.items():
         lake.put(key, body)
-    buckets = [lake.settings.raw_data_bucket, lake.settings.processed_bucket, lake.settings.archive_bucket,
-               lake.settings.quarantine_bucket]
+    buckets = [
+        lake.settings.raw_data_bucket,
+        lake.settings.processed_bucket,
+        lake.settings.archive_bucket,
+        lake.settings.quarantine_bucket,
+    ]
     before = {bucket: lake.keys(bucket) for bucket in buckets}
     refused = 0
     for batch_id in ("../../raw", "a/../b", "x;rm -rf ~"):
@@ -229,14 +276,23 @@ def test_a_run_of_an_escaping_partition_writes_nothing(lake: Lake, chaos_record:
             instance.add_dynamic_partitions(BATCH_PARTITIONS_NAME, [batch_id])
             result = lake.job().execute_in_process(partition_key=batch_id, instance=instance, raise_on_error=False)
         assert not result.success
-        messages = [str(e.step_failure_data.error.cause or e.step_failure_data.error)
-                    for e in result.all_events if e.is_step_failure]
+        messages = [
+            str(e.step_failure_data.error.cause or e.step_failure_data.error)
+            for e in result.all_events
+            if e.is_step_failure
+        ]
         assert any("is invalid" in m for m in messages), messages
         refused += 1
     assert {bucket: lake.keys(bucket) for bucket in buckets} == before
     assert lake.tracker_items() == {}
-    record(chaos_record, category="hostile input", fault="batch ids that try to escape (unit + Dagster partition)",
-           faults_injected=refused + len(ESCAPING_BATCH_IDS), inputs=refused + len(ESCAPING_BATCH_IDS), survived=True)
+    record(
+        chaos_record,
+        category="hostile input",
+        fault="batch ids that try to escape (unit + Dagster partition)",
+        faults_injected=refused + len(ESCAPING_BATCH_IDS),
+        inputs=refused + len(ESCAPING_BATCH_IDS),
+        survived=True,
+    )
 
 
 MEMORY_CHILD = r"""
@@ -266,8 +322,15 @@ MEMORY_CASES = [
     pytest.param("field.csv", lambda: huge_field(50), 20 * 1024**3, "V1-malformed-csv", 100, id="50MB-field"),
     pytest.param("bomb.csv.gz", lambda: gzip_bomb(1024), 16 * MB, "V2-too-large", 200, id="1GB-gzip-bomb"),
     pytest.param("wide.csv", lambda: wide(10_000, 400), 20 * 1024**3, None, 150, id="10000-columns"),
-    pytest.param("field200.csv", lambda: huge_field(200), 20 * 1024**3, "V1-malformed-csv", 100,
-                 marks=pytest.mark.chaos, id="200MB-field"),
+    pytest.param(
+        "field200.csv",
+        lambda: huge_field(200),
+        20 * 1024**3,
+        "V1-malformed-csv",
+        100,
+        marks=pytest.mark.chaos,
+        id="200MB-field",
+    ),
 ]
 
 
@@ -280,13 +343,22 @@ def test_memory_stays_bounded_on_hostile_files(
     path.write_bytes(data)
     child = subprocess.run(
         [sys.executable, "-c", MEMORY_CHILD, str(path), f"streams/{name}", str(limit)],
-        capture_output=True, text=True, timeout=300, cwd=REPO_ROOT, check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO_ROOT,
+        check=False,
     )
     assert child.returncode == 0, child.stderr[-3000:]
     result = json.loads(child.stdout.strip().splitlines()[-1])
     growth = (result["peak_kb"] - result["before_kb"]) / 1024
-    record(chaos_record, category="memory", faults_injected=1, inputs=1,
-           fault=f"{name} ({len(data) / MB:.0f} MB): peak RSS {result['peak_kb'] / 1024:.0f} MB, +{growth:.0f} MB")
+    record(
+        chaos_record,
+        category="memory",
+        faults_injected=1,
+        inputs=1,
+        fault=f"{name} ({len(data) / MB:.0f} MB): peak RSS {result['peak_kb'] / 1024:.0f} MB, +{growth:.0f} MB",
+    )
     assert result["rule"] == rule and result["status"] == ("ACCEPTED" if rule is None else "QUARANTINED")
     assert growth < growth_mb, f"peak RSS grew by {growth:.0f} MB validating {len(data) / MB:.0f} MB ({name})"
     chaos_record["survived"] = True

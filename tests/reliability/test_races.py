@@ -23,7 +23,6 @@ from reliability_support import SMALL_BATCH, STREAMS_A, Ledger, account, record
 import music_assets.core.pipeline as pipeline
 from music_assets.core import aws, layout
 from music_assets.core.engines import DuckDBEngine
-from music_assets.core.storage import S3Store
 from music_assets.core.orchestration import BatchServices
 from music_assets.core.tracker import FileTracker
 from music_assets.defs import sensors
@@ -46,8 +45,9 @@ def _run_until_idle(lake: Lake, limit: int = 6) -> list[Any]:
     raise AssertionError(f"still not idle after {limit} runs: {[o.batch_id for o in outcomes]}")
 
 
-@pytest.mark.parametrize("claimers", [pytest.param(6, id="6-threads"), pytest.param(16, marks=pytest.mark.chaos,
-                                                                                    id="16-threads")])
+@pytest.mark.parametrize(
+    "claimers", [pytest.param(6, id="6-threads"), pytest.param(16, marks=pytest.mark.chaos, id="16-threads")]
+)
 def test_racing_claims_take_each_file_version_exactly_once(
     lake: Lake, claimers: int, chaos_record: dict[str, Any]
 ) -> None:
@@ -56,7 +56,7 @@ def test_racing_claims_take_each_file_version_exactly_once(
 
     def claim(n: int) -> list[tuple[str, str]]:
         tracker = _tracker(lake)
-        order = versions[n % len(versions):] + versions[: n % len(versions)]  # everyone starts elsewhere
+        order = versions[n % len(versions) :] + versions[: n % len(versions)]  # everyone starts elsewhere
         barrier.wait()
         return tracker.claim(order, f"batch-racer-{n}").claimed
 
@@ -64,8 +64,13 @@ def test_racing_claims_take_each_file_version_exactly_once(
         results = list(pool.map(claim, range(claimers)))
 
     claimed = [(version, n) for n, held in enumerate(results) for version in held]
-    record(chaos_record, category="races", fault=f"{claimers} claimers on 24 versions", faults_injected=claimers,
-           inputs=len(versions))
+    record(
+        chaos_record,
+        category="races",
+        fault=f"{claimers} claimers on 24 versions",
+        faults_injected=claimers,
+        inputs=len(versions),
+    )
     assert sorted(v for v, _ in claimed) == sorted(versions), "every version claimed exactly once"
     items = lake.tracker_items()
     assert {v: f"batch-racer-{n}" for v, n in claimed} == {v: items[v]["batch_id"] for v in versions}
@@ -119,8 +124,14 @@ def test_concurrent_ticks_with_different_views_claim_disjoint_batches_that_all_c
 
     assert {o.batch_id for o in outcomes} == set(holders.values())
     accounting = account(lake, ledger)
-    record(chaos_record, accounting, category="races", fault="4 concurrent sensor ticks, different listings",
-           faults_injected=len(views), inputs=len(files))
+    record(
+        chaos_record,
+        accounting,
+        category="races",
+        fault="4 concurrent sensor ticks, different listings",
+        faults_injected=len(views),
+        inputs=len(files),
+    )
     accounting.assert_clean()
     chaos_record["survived"] = True
 
@@ -144,8 +155,14 @@ def test_two_runner_processes_started_together_process_each_file_once(
 
     assert len({item["batch_id"] for item in lake.tracker_items().values()}) == 1
     accounting = account(lake, ledger)
-    record(chaos_record, accounting, category="races", fault="2 runner processes on the same files",
-           faults_injected=2, inputs=len(SMALL_BATCH))
+    record(
+        chaos_record,
+        accounting,
+        category="races",
+        fault="2 runner processes on the same files",
+        faults_injected=2,
+        inputs=len(SMALL_BATCH),
+    )
     accounting.assert_clean()
     chaos_record["survived"] = True
 
@@ -153,10 +170,14 @@ def test_two_runner_processes_started_together_process_each_file_once(
 # --- two batches of one date ----------------------------------------------------------------------------
 
 FIRST = {"songs/songs.csv": SONGS_CSV, "streams/first.csv": STREAMS_A}
-SECOND = {"streams/second.csv": STREAMS_HEADER + "1,A,2024-06-25 10:00:00\n31,C,2024-06-25 18:00:00\n"
-                                                 "32,B,2024-06-25 19:00:00\n33,A,2024-06-25 20:00:00\n"}
-UP_TO_PROCESSING = [AssetKey(k) for k in ("validation_report", "validated_batch", "reference_songs",
-                                          "reference_users", "processed_streams")]
+SECOND = {
+    "streams/second.csv": STREAMS_HEADER + "1,A,2024-06-25 10:00:00\n31,C,2024-06-25 18:00:00\n"
+    "32,B,2024-06-25 19:00:00\n33,A,2024-06-25 20:00:00\n"
+}
+UP_TO_PROCESSING = [
+    AssetKey(k)
+    for k in ("validation_report", "validated_batch", "reference_songs", "reference_users", "processed_streams")
+]
 AFTER_PROCESSING = [AssetKey("daily_genre_kpis"), AssetKey("archived_raw_files")]
 
 
@@ -192,8 +213,14 @@ def test_two_batches_of_one_date_finishing_in_either_order_give_the_kpis_of_all_
         _materialize(lake, batch_id, AFTER_PROCESSING)
 
     accounting = account(lake, ledger)
-    record(chaos_record, accounting, category="races", fault=f"two batches of one date, {order}",
-           faults_injected=1, inputs=len(FIRST) + len(SECOND))
+    record(
+        chaos_record,
+        accounting,
+        category="races",
+        fault=f"two batches of one date, {order}",
+        faults_injected=1,
+        inputs=len(FIRST) + len(SECOND),
+    )
     accounting.assert_clean()
     chaos_record["survived"] = True
 
@@ -223,8 +250,14 @@ def test_a_stale_kpi_write_landing_after_a_newer_one_is_computed_again(
     monkeypatch.undo()
 
     accounting = account(lake, ledger)
-    record(chaos_record, accounting, category="races", fault="stale KPI write after a newer one",
-           faults_injected=1, inputs=len(FIRST) + len(SECOND))
+    record(
+        chaos_record,
+        accounting,
+        category="races",
+        fault="stale KPI write after a newer one",
+        faults_injected=1,
+        inputs=len(FIRST) + len(SECOND),
+    )
     assert interleaved["rounds"] >= 3, "first must have computed again after seeing second's processed data"
     accounting.assert_clean()
     chaos_record["survived"] = True

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 from dagster import DagsterInstance, DagsterRunStatus
@@ -13,17 +14,17 @@ from reliability_support import SMALL_BATCH, Ledger, account, record
 
 from music_assets import cli
 from music_assets.core import aws
-from music_assets.tools.audit import audit
 from music_assets.core.aws import StorageMissingError
 from music_assets.core.engines import DuckDBEngine
+from music_assets.core.orchestration import MAX_RESUMES
 from music_assets.core.settings import Settings
 from music_assets.core.storage import S3Store
 from music_assets.core.tracker import FileTracker
 from music_assets.defs.jobs import BATCH_PIPELINE_JOB_NAME
 from music_assets.defs.partitions import BATCH_PARTITIONS_NAME
 from music_assets.defs.runner import run_batch_in_process
-from music_assets.core.orchestration import MAX_RESUMES
 from music_assets.stack import start_stack, stop_stack
+from music_assets.tools.audit import audit
 
 
 def _request(result: Any) -> Any:
@@ -51,8 +52,12 @@ def test_a_daemon_restarted_mid_batch_never_claims_twice_and_the_batch_completes
     assert (again.partition_key, again.run_key) == (batch_id, batch_id), "the same batch, the same run key"
     assert lake.tracker_items() == claimed, "nothing claimed anew, not even the file that arrived meanwhile"
 
-    run = create_run_for_test(lake.instance, job_name=BATCH_PIPELINE_JOB_NAME, status=DagsterRunStatus.STARTED,
-                              tags={"dagster/partition": batch_id})
+    run = create_run_for_test(
+        lake.instance,
+        job_name=BATCH_PIPELINE_JOB_NAME,
+        status=DagsterRunStatus.STARTED,
+        tags={"dagster/partition": batch_id},
+    )
     while_running = lake.tick(None)
     assert not while_running.run_requests and "unfinished" in str(while_running.skip_reason)
     lake.instance.report_run_failed(run, "the daemon's host was restarted")
@@ -71,8 +76,14 @@ def test_a_daemon_restarted_mid_batch_never_claims_twice_and_the_batch_completes
     batches = {item["batch_id"] for item in lake.tracker_items().values()}
     assert batches == {batch_id, later.partition_key}
     accounting = account(lake, ledger)
-    record(chaos_record, accounting, category="restarts", fault="sensor daemon restarted mid-batch (cursor lost)",
-           faults_injected=3, inputs=len(SMALL_BATCH) + 1)
+    record(
+        chaos_record,
+        accounting,
+        category="restarts",
+        fault="sensor daemon restarted mid-batch (cursor lost)",
+        faults_injected=3,
+        inputs=len(SMALL_BATCH) + 1,
+    )
     accounting.assert_clean()
     chaos_record["survived"] = True
 
@@ -81,8 +92,12 @@ def test_a_batch_unfinished_after_too_many_resumes_is_handed_to_an_operator(lake
     lake.put("songs/songs.csv", SONGS_CSV)
     batch_id = str(_request(lake.tick()).partition_key)
     for resume in range(MAX_RESUMES + 1):
-        create_run_for_test(lake.instance, job_name=BATCH_PIPELINE_JOB_NAME, status=DagsterRunStatus.FAILURE,
-                            tags={"dagster/partition": batch_id})
+        create_run_for_test(
+            lake.instance,
+            job_name=BATCH_PIPELINE_JOB_NAME,
+            status=DagsterRunStatus.FAILURE,
+            tags={"dagster/partition": batch_id},
+        )
         result = lake.tick(None)
         if resume < MAX_RESUMES:
             assert _request(result).partition_key == batch_id, f"resume {resume + 1} of {MAX_RESUMES}"
@@ -100,9 +115,13 @@ def test_a_batch_unfinished_after_too_many_resumes_is_handed_to_an_operator(lake
 @pytest.fixture
 def own_stack(tmp_path: Path) -> Iterator[dict[str, Any]]:
     """A stack of this test only (stopped by PID whatever happens), with bucket and table names of its own."""
-    names = Settings(raw_data_bucket="restart-raw", processed_bucket="restart-processed",
-                     archive_bucket="restart-archive", quarantine_bucket="restart-quarantine",
-                     dynamodb_table_name="restart_kpis")
+    names = Settings(
+        raw_data_bucket="restart-raw",
+        processed_bucket="restart-processed",
+        archive_bucket="restart-archive",
+        quarantine_bucket="restart-quarantine",
+        dynamodb_table_name="restart_kpis",
+    )
     state: dict[str, Any] = {"info": start_stack(names), "names": names}
     try:
         yield state
@@ -111,8 +130,10 @@ def own_stack(tmp_path: Path) -> Iterator[dict[str, Any]]:
 
 
 def test_a_restarted_embedded_stack_is_reported_clearly_and_nothing_is_written(
-    own_stack: dict[str, Any], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
-    chaos_record: dict[str, Any]
+    own_stack: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    chaos_record: dict[str, Any],
 ) -> None:
     info = own_stack["info"]
     settings = info.settings
@@ -142,8 +163,14 @@ def test_a_restarted_embedded_stack_is_reported_clearly_and_nothing_is_written(
         err = capsys.readouterr().err
         assert "does not exist at" in err and "restarted" in err and "Traceback" not in err, err
     assert _contents(restarted.settings) == before, "the failed runs wrote nothing"
-    record(chaos_record, category="restarts", fault="embedded stack restarted (in-memory data lost)",
-           faults_injected=1, inputs=len(SMALL_BATCH), survived=True)
+    record(
+        chaos_record,
+        category="restarts",
+        fault="embedded stack restarted (in-memory data lost)",
+        faults_injected=1,
+        inputs=len(SMALL_BATCH),
+        survived=True,
+    )
 
 
 def _contents(settings: Settings) -> dict[str, Any]:
@@ -176,11 +203,22 @@ def test_a_stack_restarted_with_the_same_names_starts_empty_and_a_resumed_run_co
     assert _contents(restarted.settings) == before
     resource = aws.dynamodb_resource(settings)
     with DuckDBEngine() as engine:
-        result = audit(S3Store(s3), settings, engine, resource.Table(settings.file_tracker_table_name),
-                       resource.Table(settings.dynamodb_table_name))
+        result = audit(
+            S3Store(s3),
+            settings,
+            engine,
+            resource.Table(settings.file_tracker_table_name),
+            resource.Table(settings.dynamodb_table_name),
+        )
     assert result.settled, result
-    record(chaos_record, category="restarts", fault="stack restarted mid-batch (same names, data lost)",
-           faults_injected=2, inputs=len(SMALL_BATCH), survived=True)
+    record(
+        chaos_record,
+        category="restarts",
+        fault="stack restarted mid-batch (same names, data lost)",
+        faults_injected=2,
+        inputs=len(SMALL_BATCH),
+        survived=True,
+    )
 
 
 def _tracker_items(lake: Lake) -> list[dict[str, Any]]:

@@ -46,8 +46,13 @@ def test_transient_aws_errors_are_retried_and_nothing_is_lost(
     quarantined = {e["key"] for e in outcome["report"]["files"] if e["status"] != "ACCEPTED"}
     assert quarantined == {"streams/broken.csv"}, "a transient error must never quarantine a good file"
     accounting = account(lake, ledger)
-    record(chaos_record, accounting, category="transient AWS errors",
-           fault=", ".join(f"{kind}×{n}" for kind, n in sorted(injected.items())),
-           faults_injected=sum(injected.values()), inputs=len(SMALL_BATCH))
+    record(
+        chaos_record,
+        accounting,
+        category="transient AWS errors",
+        fault=", ".join(f"{kind}×{n}" for kind, n in sorted(injected.items())),
+        faults_injected=sum(injected.values()),
+        inputs=len(SMALL_BATCH),
+    )
     accounting.assert_clean()
     chaos_record["survived"] = True

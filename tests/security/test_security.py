@@ -48,7 +48,11 @@ def test_bandit_rules_are_clean_or_each_exception_is_justified() -> None:
         pytest.skip("ruff is not installed (add it to the dev dependencies, or install uv for uvx)")
     done = subprocess.run(
         [*ruff, "check", "--select", "S", "--output-format", "json", "--no-cache", *SCANNED],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300, check=False,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     if done.returncode not in (0, 1) or not done.stdout.strip().startswith("["):
         pytest.skip(f"ruff did not run: {done.stderr.strip()[-500:]}")
@@ -67,13 +71,40 @@ def test_locked_dependencies_have_no_known_vulnerability(tmp_path: Path) -> None
         pytest.skip("pip-audit or uv is not available")
     requirements = tmp_path / "requirements.txt"
     exported = subprocess.run(
-        [uv, "export", "--frozen", "--no-hashes", "--no-emit-project", "--format", "requirements-txt",
-         "-o", str(requirements)], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120, check=False,
+        [
+            uv,
+            "export",
+            "--frozen",
+            "--no-hashes",
+            "--no-emit-project",
+            "--format",
+            "requirements-txt",
+            "-o",
+            str(requirements),
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert exported.returncode == 0, exported.stderr
     done = subprocess.run(
-        [*audit, "-r", str(requirements), "--no-deps", "--disable-pip", "--progress-spinner", "off",
-         "--format", "json"], capture_output=True, text=True, timeout=900, check=False,
+        [
+            *audit,
+            "-r",
+            str(requirements),
+            "--no-deps",
+            "--disable-pip",
+            "--progress-spinner",
+            "off",
+            "--format",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
     )
     try:
         report = json.loads(done.stdout)
@@ -115,15 +146,23 @@ def _grep(blob: bytes, where: str, leaks: list[str]) -> None:
 def test_no_secret_in_logs_event_log_metadata_reports_or_output(stack: Any, tmp_path: Path) -> None:
     suffix = uuid.uuid4().hex[:10]
     settings = stack.settings.with_overrides(
-        raw_data_bucket=f"sec-raw-{suffix}", processed_bucket=f"sec-processed-{suffix}",
-        archive_bucket=f"sec-archive-{suffix}", quarantine_bucket=f"sec-quarantine-{suffix}",
+        raw_data_bucket=f"sec-raw-{suffix}",
+        processed_bucket=f"sec-processed-{suffix}",
+        archive_bucket=f"sec-archive-{suffix}",
+        quarantine_bucket=f"sec-quarantine-{suffix}",
         dynamodb_table_name=f"sec_kpis_{suffix}",
     )
     env = {
-        **os.environ, **stack.env(), **CANARIES, "DAGSTER_HOME": str(tmp_path / "dagster_home"),
-        "RAW_DATA_BUCKET": settings.raw_data_bucket, "PROCESSED_BUCKET": settings.processed_bucket,
-        "ARCHIVE_BUCKET": settings.archive_bucket, "QUARANTINE_BUCKET": settings.quarantine_bucket,
-        "DYNAMODB_TABLE_NAME": settings.dynamodb_table_name, "PYTHONUNBUFFERED": "1",
+        **os.environ,
+        **stack.env(),
+        **CANARIES,
+        "DAGSTER_HOME": str(tmp_path / "dagster_home"),
+        "RAW_DATA_BUCKET": settings.raw_data_bucket,
+        "PROCESSED_BUCKET": settings.processed_bucket,
+        "ARCHIVE_BUCKET": settings.archive_bucket,
+        "QUARANTINE_BUCKET": settings.quarantine_bucket,
+        "DYNAMODB_TABLE_NAME": settings.dynamodb_table_name,
+        "PYTHONUNBUFFERED": "1",
     }
     os.environ.update({k: env[k] for k in CANARIES})
     try:
@@ -134,8 +173,17 @@ def test_no_secret_in_logs_event_log_metadata_reports_or_output(stack: Any, tmp_
             s3.put_object(Bucket=settings.raw_data_bucket, Key=key, Body=body.encode())
         (tmp_path / "dagster_home").mkdir()
         driver = REPO_ROOT / "tests" / "reliability" / "chaos_driver.py"
-        runs = [subprocess.run([sys.executable, str(driver), *args], env=env, cwd=REPO_ROOT, capture_output=True,
-                               timeout=300, check=False) for args in ([], ["--crash-at", "kpis:start"])]
+        runs = [
+            subprocess.run(
+                [sys.executable, str(driver), *args],
+                env=env,
+                cwd=REPO_ROOT,
+                capture_output=True,
+                timeout=300,
+                check=False,
+            )
+            for args in ([], ["--crash-at", "kpis:start"])
+        ]
         assert runs[0].returncode == 0, runs[0].stderr[-3000:]
 
         leaks: list[str] = []
@@ -160,8 +208,11 @@ def test_no_secret_in_logs_event_log_metadata_reports_or_output(stack: Any, tmp_
         if stack.log_path is not None:
             _grep(Path(stack.log_path).read_bytes(), f"the stack log {stack.log_path}", leaks)
         assert not leaks, "secrets leaked:\n" + "\n".join(leaks)
-        reports = [k["Key"] for k in s3.list_objects_v2(Bucket=settings.processed_bucket)["Contents"]
-                   if k["Key"].endswith("validation_report.json")]
+        reports = [
+            k["Key"]
+            for k in s3.list_objects_v2(Bucket=settings.processed_bucket)["Contents"]
+            if k["Key"].endswith("validation_report.json")
+        ]
         assert reports, "the run produced its report (the grep looked at something)"
     finally:
         for name in CANARIES:

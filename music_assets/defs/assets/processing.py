@@ -1,6 +1,6 @@
 """Reference songs and users snapshots and the enriched stream events, from one core call."""
 
-from typing import Iterator
+from collections.abc import Iterator
 
 from dagster import AssetExecutionContext, AssetSpec, MaterializeResult, MetadataValue, multi_asset
 

@@ -1,6 +1,7 @@
 """The batch manifest and its validation report, and the gate that lets only passing batches through."""
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
@@ -69,7 +70,9 @@ def validated_batch(
     with batch.explained_errors():
         report = load_report(batch.services, batch.batch_id)
         if report is None:
-            raise BatchStepError(f"batch {batch.batch_id} has no validation report: materialize validation_report first")
+            raise BatchStepError(
+                f"batch {batch.batch_id} has no validation report: materialize validation_report first"
+            )
     status = report["overall_status"]
     if status not in PROCEED_STATUSES:
         context.log.info(f"batch {batch.batch_id} is {status}: processing, KPIs and archiving are skipped")
