@@ -7,7 +7,7 @@ UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 export UV_PYTHON_DOWNLOADS := never
 export PYTHONDONTWRITEBYTECODE :=
 
-.PHONY: setup test demo dev bench chaos export check-airflow2 clean
+.PHONY: setup test demo dev bench chaos parity export check-airflow2 clean
 
 setup: $(STAMP)
 
@@ -19,6 +19,8 @@ $(STAMP): pyproject.toml uv.lock scripts/check_prerequisites.sh
 	@touch $(STAMP)
 
 test: setup
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 
 demo: setup
@@ -35,6 +37,11 @@ bench: setup
 
 chaos: setup
 	$(BIN)/python -m pytest tests/reliability --chaos
+
+# Both faces (Glue as the DAG drives it, Dagster) with a fault at every write of every step: prints the table.
+parity: setup
+	CHAOS=1 $(BIN)/python -m pytest tests/reliability/test_faces.py
+	$(BIN)/python scripts/parity_table.py
 
 check-airflow2: setup
 	scripts/check_dag_airflow2.sh
