@@ -8,6 +8,7 @@ imported), so a job's arguments follow what its script actually reads.
 from __future__ import annotations
 
 import ast
+import importlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,9 +41,20 @@ class GlueScript:
         return (*self.required_options, *self.optional_options)
 
 
+CORE_PACKAGE = "music_assets.core."
+
+
 def _module_constants(tree: ast.Module) -> dict[str, Any]:
-    """Module-level ``NAME = literal`` assignments, with ``*NAME`` in tuples resolved from earlier ones."""
+    """Module-level ``NAME = literal`` assignments, with ``*NAME`` in tuples resolved from earlier ones or from
+    constants the script imports from the core (``from music_assets.core.glue_job import SETTINGS_OPTIONS``)."""
     constants: dict[str, Any] = {}
+    for node in tree.body:
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(CORE_PACKAGE):
+            module = importlib.import_module(str(node.module))
+            for alias in node.names:
+                imported = getattr(module, alias.name, None)
+                if isinstance(imported, (str, int, tuple)):
+                    constants[alias.asname or alias.name] = imported
 
     def value(node: ast.expr) -> Any:
         if isinstance(node, ast.Tuple):

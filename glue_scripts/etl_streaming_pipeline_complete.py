@@ -24,21 +24,12 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from music_assets.core.glue_job import etl_task, exit_with, run_job
+from music_assets.core.glue_job import ETL_TASK_TYPES, SETTINGS_OPTIONS, etl_task, exit_with, run_job
 
 GLUE_JOB_NAME = "music_streaming_etl_complete"
 REQUIRED_OPTIONS = ("batch_id", "task_type")
-TASK_TYPES = ("full_etl", "dynamodb_only", "archiving_only")  # core EtlTask, in DAG order
-# Read by the generator as written (literals): the bucket, table and region options are core's SETTINGS_OPTIONS.
-OPTIONAL_OPTIONS = (
-    "raw_data_bucket",
-    "processed_bucket",
-    "archive_bucket",
-    "quarantine_bucket",
-    "dynamodb_table_name",
-    "aws_region",
-    "processing_date",
-)
+TASK_TYPES = ETL_TASK_TYPES  # core EtlTask, in DAG order
+OPTIONAL_OPTIONS = (*SETTINGS_OPTIONS, "processing_date")
 
 
 def main(argv: Sequence[str] | None = None, *, spark: Any | None = None) -> int:

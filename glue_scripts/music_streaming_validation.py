@@ -20,21 +20,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from music_assets.core.glue_job import exit_with, run_job, validation_task
+from music_assets.core.glue_job import SETTINGS_OPTIONS, exit_with, run_job, validation_task
 
 GLUE_JOB_NAME = "music_streaming_validation"
 REQUIRED_OPTIONS = ("batch_id",)
-# Read by the generator as written (literals): the bucket, table and region options are core's SETTINGS_OPTIONS.
-OPTIONAL_OPTIONS = (
-    "raw_data_bucket",
-    "processed_bucket",
-    "archive_bucket",
-    "quarantine_bucket",
-    "dynamodb_table_name",
-    "aws_region",
-    "files_json",
-    "task_type",
-)
+OPTIONAL_OPTIONS = (*SETTINGS_OPTIONS, "files_json", "task_type")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -65,6 +65,10 @@ class EtlTask(StrEnum):
     ARCHIVING_ONLY = "archiving_only"
 
 
+#: The ETL job's task types as its script declares them (the generator checks each task's type against them).
+ETL_TASK_TYPES = tuple(task.value for task in EtlTask)
+
+
 @dataclass(frozen=True)
 class JobContext:
     """What a task body gets: the resolved options, the services, and Spark when the job runs on Glue."""

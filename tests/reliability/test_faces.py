@@ -12,6 +12,7 @@ and writes, much faster), which the clean comparison with the Dagster face (Duck
 from __future__ import annotations
 
 import itertools
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -201,7 +202,7 @@ def test_glue_face_full_matrix(
 ) -> None:
     """Every write of every Glue task, before and after the server acted (``make parity``)."""
     outcomes = [
-        _run_glue_fault(stack, spark_session, glue_clean, task, index, when)
+        _write_parity(_run_glue_fault(stack, spark_session, glue_clean, task, index, when))
         for task, _, _ in GLUE_TASKS
         for index in range(1, len(glue_clean["points"][task]) + 1)
         for when in WHEN
@@ -212,7 +213,6 @@ def test_glue_face_full_matrix(
     failed = [
         o for o in outcomes if o["stuck"] or o["violations"] or o["differences"] or o["overcounted"] or o["run_failed"]
     ]
-    _write_parity(outcomes)
     assert failed == []
     chaos_record["survived"] = True
 
@@ -332,7 +332,7 @@ def test_a_dagster_step_failed_at_a_write_is_retried_to_the_clean_end_state(
 @pytest.mark.chaos
 def test_dagster_face_full_matrix(stack: Any, dagster_clean: dict[str, Any], chaos_record: dict[str, Any]) -> None:
     outcomes = [
-        _run_dagster_fault(stack, dagster_clean, step, index, when)
+        _write_parity(_run_dagster_fault(stack, dagster_clean, step, index, when))
         for step in STEPS
         for index in range(1, len(dagster_clean["points"][step]) + 1)
         for when in WHEN
@@ -340,7 +340,6 @@ def test_dagster_face_full_matrix(stack: Any, dagster_clean: dict[str, Any], cha
     chaos_record.update(
         category="faces", fault="dagster: every write point", faults_injected=len(outcomes), inputs=len(SMALL_BATCH)
     )
-    _write_parity(outcomes)
     assert [o for o in outcomes if o["stuck"] or o["violations"] or o["differences"] or o["overcounted"]] == []
     chaos_record["survived"] = True
 
@@ -348,13 +347,12 @@ def test_dagster_face_full_matrix(stack: Any, dagster_clean: dict[str, Any], cha
 PARITY_RESULTS = Path(__file__).resolve().parents[2] / "build" / "parity" / "results.jsonl"
 
 
-def _write_parity(outcomes: list[Outcome]) -> None:
-    import json
-
+def _write_parity(outcome: Outcome) -> Outcome:
+    """Append one scenario to the results as soon as it ends (a long matrix shows its progress there)."""
     PARITY_RESULTS.parent.mkdir(parents=True, exist_ok=True)
     with PARITY_RESULTS.open("a", encoding="utf-8") as out:
-        for outcome in outcomes:
-            out.write(json.dumps(outcome, default=str) + "\n")
+        out.write(json.dumps(outcome, default=str) + "\n")
+    return outcome
 
 
 @pytest.fixture(scope="session", autouse=True)
