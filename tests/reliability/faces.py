@@ -339,3 +339,17 @@ def dagster_face(faults: WriteFaults) -> Iterator[WriteFaults]:
     finally:
         orchestration.step_attempt = original_attempt  # type: ignore[assignment]
         sensors.open_batch = original_open  # type: ignore[assignment]
+
+
+def drop_world(settings: Settings) -> None:
+    """Delete a scenario's buckets and tables once its outcome is read (the embedded server keeps everything in
+    memory: a matrix of hundreds of scenarios would otherwise grow it by gigabytes)."""
+    s3 = aws.s3_client(settings)
+    store = S3Store(s3)
+    buckets = (settings.raw_data_bucket, settings.processed_bucket, settings.archive_bucket, settings.quarantine_bucket)
+    for bucket in buckets:
+        store.delete_prefix(bucket, "")
+        s3.delete_bucket(Bucket=bucket)
+    dynamodb = aws.dynamodb_client(settings)
+    for table in (settings.dynamodb_table_name, settings.file_tracker_table_name):
+        dynamodb.delete_table(TableName=table)

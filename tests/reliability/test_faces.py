@@ -25,6 +25,7 @@ from faces import (
     WriteFaults,
     dagster_face,
     differences,
+    drop_world,
     end_state,
     glue_etl_on_duckdb,
     metric_totals,
@@ -155,7 +156,7 @@ def _run_glue_fault(stack: Any, spark: Any, clean: dict[str, Any], task: str, in
     with faults.installed(), glue_etl_on_duckdb():
         run = run_dag(world, BATCH, spark, faults)
     metrics = _delta(before, metric_totals(world.settings))
-    return Outcome(
+    outcome = Outcome(
         face="glue",
         task=task,
         write=index,
@@ -169,6 +170,8 @@ def _run_glue_fault(stack: Any, spark: Any, clean: dict[str, Any], task: str, in
         job_failures=metrics.get("JobFailures", 0),
         overcounted={n: metrics.get(n, 0) for n in COUNTED if metrics.get(n, 0) > clean["metrics"].get(n, 0)},
     )
+    drop_world(world.settings)
+    return outcome
 
 
 def _assert_recovered(outcome: Outcome) -> None:
@@ -297,7 +300,7 @@ def _run_dagster_fault(stack: Any, clean: dict[str, Any], step: str, index: int,
     with DagsterInstance.ephemeral() as instance, world.environment(), dagster_face(faults):
         batches = _dagster_until_idle(world.settings, instance)
     metrics = _delta(before, metric_totals(world.settings))
-    return Outcome(
+    outcome = Outcome(
         face="dagster",
         task=step,
         write=index,
@@ -311,6 +314,8 @@ def _run_dagster_fault(stack: Any, clean: dict[str, Any], step: str, index: int,
         job_failures=metrics.get("JobFailures", 0),
         overcounted={n: metrics.get(n, 0) for n in COUNTED if metrics.get(n, 0) > clean["metrics"].get(n, 0)},
     )
+    drop_world(world.settings)
+    return outcome
 
 
 @pytest.mark.parametrize(("step", "when"), [("validate", "after"), ("store_kpis", "before")], ids=str)
@@ -356,6 +361,8 @@ def _write_parity(outcome: Outcome) -> Outcome:
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _fresh_parity_results() -> Iterator[None]:
-    PARITY_RESULTS.unlink(missing_ok=True)
+def _fresh_parity_results(full_matrix: bool) -> Iterator[None]:
+    """The full matrix starts a fresh results file (the table describes one run); the CI subset leaves it."""
+    if full_matrix:
+        PARITY_RESULTS.unlink(missing_ok=True)
     yield
