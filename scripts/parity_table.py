@@ -36,8 +36,9 @@ def rows(outcomes: list[dict[str, Any]]) -> list[list[Any]]:
     for outcome in outcomes:
         groups.setdefault((outcome["face"], outcome["task"]), []).append(outcome)
     table = [_row(face, task, group) for (face, task), group in groups.items()]
-    table.append(_row("**total**", "", outcomes))
-    return table
+    total = _row("**total**", "", outcomes)
+    total[2] = sum(row[2] for row in table)  # write points are counted per task
+    return [*table, total]
 
 
 def _row(face: str, task: str, group: list[dict[str, Any]]) -> list[Any]:
