@@ -17,7 +17,7 @@ import jinja2
 
 from music_assets.core import layout
 from music_assets.core.glue_job import ValidationTask
-from music_assets.core.pipeline import FAILED, NO_NEW_FILES, PROCEED_STATUSES
+from music_assets.core.status import BatchStatus
 from music_assets.core.tables import table_definitions
 from music_assets.defs.mapping import STEP_RETRIES
 
@@ -190,8 +190,10 @@ def _resume_scan_job(graph: TaskGraph, jobs: dict[str, _GlueJob]) -> str:
 def render_dag(graph: TaskGraph, env: Environment, jobs: dict[str, _GlueJob]) -> str:
     """The DAG file (the pipeline DAG and its resume sweep), from the one template."""
     proceed = graph.downstream(graph.branch.task_id)
-    next_tasks = {status: proceed for status in PROCEED_STATUSES}
-    next_tasks.update({NO_NEW_FILES: [SUCCESS_END], FAILED: [VALIDATION_FAILED_END]})
+    next_tasks = {status.value: proceed for status in BatchStatus if status.proceeds}
+    next_tasks.update(
+        {BatchStatus.NO_NEW_FILES.value: [SUCCESS_END], BatchStatus.FAILED.value: [VALIDATION_FAILED_END]}
+    )
     glue_jobs = {
         name: {
             "description": job.request["Description"],

@@ -68,7 +68,7 @@ def cmd_compute(args: argparse.Namespace) -> int:
     print("\n".join(format_top_genres(result.export)))
     print(f"outputs: report {result.outputs['report']}, KPI export {result.kpis_json}, buckets under {out_dir}")
     print(f"done in {time.perf_counter() - started:.1f} s")
-    return 0 if result.report["overall_status"] != "FAILED" else 1
+    return 0 if not result.report.failed else 1
 
 
 def cli_settings(**overrides: object) -> Settings:

@@ -9,30 +9,31 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from .core.report import ValidationReport
 from .core.settings import Settings
 
 
-def format_report_summary(report: dict[str, Any]) -> list[str]:
+def format_report_summary(report: ValidationReport) -> list[str]:
     """Human lines for a validation report: status, files, rows, quarantined files with reasons."""
-    summary = report["summary"]
+    summary = report.summary
     lines = [
-        f"validation: {report['overall_status']}  (batch {report['batch_id']})",
-        f"  files: {summary['files']} ({summary['accepted_files']} accepted, {summary['quarantined_files']} quarantined)",
+        f"validation: {report.overall_status.value}  (batch {report.batch_id})",
+        f"  files: {summary.files} ({summary.accepted_files} accepted, {summary.quarantined_files} quarantined)",
         (
-            f"  rows:  {summary['valid_rows']:,} valid, {summary['rejected_rows']:,} rejected in accepted files, "
-            f"{summary['rows_in_quarantined_files']:,} in quarantined files"
+            f"  rows:  {summary.valid_rows:,} valid, {summary.rejected_rows:,} rejected in accepted files, "
+            f"{summary.rows_in_quarantined_files:,} in quarantined files"
         ),
     ]
-    for reason in report.get("failure_reasons", []):
+    for reason in report.failure_reasons:
         lines.append(f"  FAILED: {reason}")
-    for entry in report["files"]:
-        if entry["status"] != "ACCEPTED":
-            lines.append(f"  quarantined {entry['error']}")
-        elif entry["rejected_rows"]:
-            reasons = ", ".join(f"{rule} ×{count}" for rule, count in sorted(entry["reject_reasons"].items()))
-            lines.append(f"  rejected rows in {entry['key']}: {reasons}")
-    for skipped in report.get("skipped_files", []):
-        lines.append(f"  skipped {skipped['key']}: {skipped['reason']}")
+    for entry in report.files:
+        if not entry.accepted:
+            lines.append(f"  quarantined {entry.error}")
+        elif entry.rejected_rows:
+            reasons = ", ".join(f"{rule} ×{count}" for rule, count in sorted(entry.reject_reasons.items()))
+            lines.append(f"  rejected rows in {entry.key}: {reasons}")
+    for skipped in report.skipped_files:
+        lines.append(f"  skipped {skipped.key}: {skipped.reason}")
     return lines
 
 

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .core.settings import Settings
+from .core.status import BatchStatus
 from .stack import embedded_stack
 
 Progress = Callable[[str], None]
@@ -58,4 +59,4 @@ def run_demo(
     print(f"top genres per day ({len(outcome.export['daily_genre_kpis'])} (date, genre) KPI rows stored in DynamoDB):")
     print("\n".join(format_top_genres(outcome.export)))
     print(f"KPI export written to {kpis_json}; demo took {time.perf_counter() - started:.1f} s")
-    return 0 if outcome.status != "FAILED" else 1
+    return 0 if outcome.status != BatchStatus.FAILED.value else 1

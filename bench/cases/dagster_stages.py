@@ -10,7 +10,10 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from music_assets.core.report import ValidationReport
 
 # asset step key -> stage
 STEP_STAGES = {
@@ -81,7 +84,7 @@ def _step_times(instance: Any, run_id: str) -> dict[str, float]:
     return durations
 
 
-def run_and_time(settings: Any, watch: Any, extra: dict[str, float]) -> tuple[dict[str, Any], str]:
+def run_and_time(settings: Any, watch: Any, extra: dict[str, float]) -> tuple[ValidationReport, str]:
     from dagster import DagsterInstance
 
     run_batch_in_process = import_runner()

@@ -17,9 +17,12 @@ import time
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bench.common import MB, Stopwatch, TreeMemory, emit, kpi_digest_from_export
+
+if TYPE_CHECKING:
+    from music_assets.core.report import ValidationReport
 
 STAGES = ("upload", "validate", "process", "kpis", "store", "archive")
 _PARTITION_KEY = re.compile(r"processed_data/date=([^/]+)/batch_id=([^/]+)/genre=([^/]+)/[^/]+\.parquet$")
@@ -38,7 +41,7 @@ def _mode() -> str:
     return "dagster"
 
 
-def _run_core(settings: Any, watch: Stopwatch, extra: dict[str, float]) -> tuple[dict[str, Any], str]:
+def _run_core(settings: Any, watch: Stopwatch, extra: dict[str, float]) -> tuple[ValidationReport, str]:
     """The core steps in the order of ``music_assets.core.pipeline`` (no file tracker, no Dagster)."""
     from music_assets.core import layout
     from music_assets.core.aws import dynamodb_resource, s3_client
@@ -46,7 +49,6 @@ def _run_core(settings: Any, watch: Stopwatch, extra: dict[str, float]) -> tuple
     from music_assets.core.kpi_store import write_daily_kpis
     from music_assets.core.kpis import to_dynamodb_items
     from music_assets.core.pipeline import (
-        PROCEED_STATUSES,
         archive_batch,
         compute_daily_kpis,
         plan_batch,
@@ -60,8 +62,8 @@ def _run_core(settings: Any, watch: Stopwatch, extra: dict[str, float]) -> tuple
     with watch.stage("validate"):
         manifest = plan_batch(batch_id, settings.raw_data_bucket, store.list(settings.raw_data_bucket))
         report = validate_batch(store, settings, manifest)
-    if report["overall_status"] not in PROCEED_STATUSES:
-        raise SystemExit(f"batch {batch_id} is {report['overall_status']}: {report['failure_reasons']}")
+    if not report.proceeds:
+        raise SystemExit(f"batch {batch_id} is {report.overall_status.value}: {report.failure_reasons}")
     with watch.stage("process"):
         started = time.perf_counter()
         engine = create_engine(
@@ -77,7 +79,7 @@ def _run_core(settings: Any, watch: Stopwatch, extra: dict[str, float]) -> tuple
         finally:
             engine.close()
     with watch.stage("store"):
-        items = to_dynamodb_items(kpis, batch_id=batch_id, computed_at=report["generated_at"])
+        items = to_dynamodb_items(kpis, batch_id=batch_id, computed_at=report.generated_at)
         table = dynamodb_resource(settings).Table(settings.dynamodb_table_name)
         write_daily_kpis(table, items, kpis.dates)
     with watch.stage("archive"):
@@ -85,7 +87,7 @@ def _run_core(settings: Any, watch: Stopwatch, extra: dict[str, float]) -> tuple
     return report, batch_id
 
 
-def _run_dagster(settings: Any, watch: Stopwatch, extra: dict[str, float]) -> tuple[dict[str, Any], str]:
+def _run_dagster(settings: Any, watch: Stopwatch, extra: dict[str, float]) -> tuple[ValidationReport, str]:
     from bench.cases.dagster_stages import run_and_time
 
     return run_and_time(settings, watch, extra)
@@ -147,7 +149,7 @@ def _run(args: Any, engine: str) -> None:
             pipeline_cpu_s = memory.cpu_now() - cpu_before
             files, partitions, most = _processed_files(settings)
             digest, kpi_rows, listens = _stored_kpis(settings)
-    summary = report["summary"]
+    summary = report.summary
     metrics = {
         "s": pipeline_s,
         "total_s": pipeline_s + watch.stages.get("upload", 0.0),
@@ -161,7 +163,7 @@ def _run(args: Any, engine: str) -> None:
         "max_files_per_partition": most,
         "kpi_rows": kpi_rows,
         "kpi_listens": listens,
-        "valid_rows": summary.get("valid_rows", 0),
+        "valid_rows": summary.valid_rows,
         **{f"{stage}_s": watch.stages[stage] for stage in STAGES if stage in watch.stages},
         **extra,
     }
@@ -172,7 +174,7 @@ def _run(args: Any, engine: str) -> None:
             "engine": engine,
             "batch_id": batch_id,
             "kpi_digest": digest,
-            "overall_status": report["overall_status"],
+            "overall_status": report.overall_status.value,
         },
     )
 

@@ -247,9 +247,9 @@ def validation_task(job: JobContext) -> Mapping[str, Any]:
     report = validate_step(services, batch_id).report
     return {
         "batch_id": batch_id,
-        "overall_status": report["overall_status"],
-        "summary": report["summary"],
-        "failure_reasons": report["failure_reasons"],
+        "overall_status": report.overall_status.value,
+        "summary": report.summary.to_dict(),
+        "failure_reasons": list(report.failure_reasons),
         "report": f"s3://{services.settings.processed_bucket}/{layout.report_key(batch_id)}",
     }
 

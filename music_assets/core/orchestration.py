@@ -50,8 +50,9 @@ from .pipeline import (
     store_daily_kpis,
     validate_batch,
 )
+from .report import ValidationReport
 from .settings import Settings
-from .status import BatchFailure, BatchStatus, FileStatus, Step, Verdict
+from .status import BatchFailure, BatchStatus, FileStatus, Step
 from .storage import ObjectInfo, ObjectStore
 from .tracker import UNFINISHED, FileTracker
 
@@ -295,8 +296,9 @@ def load_manifest(services: BatchServices, batch_id: str) -> Manifest:
     return Manifest.from_dict(stored)
 
 
-def load_report(services: BatchServices, batch_id: str) -> dict[str, Any] | None:
-    return services.store.get_json(services.settings.processed_bucket, layout.report_key(batch_id))
+def load_report(services: BatchServices, batch_id: str) -> ValidationReport | None:
+    stored = services.store.get_json(services.settings.processed_bucket, layout.report_key(batch_id))
+    return None if stored is None else ValidationReport.from_dict(stored)
 
 
 # --- validate -----------------------------------------------------------------------------------------
@@ -306,7 +308,7 @@ def load_report(services: BatchServices, batch_id: str) -> dict[str, Any] | None
 class Validation:
     """The validation report of a batch, and whether an earlier attempt's passed report was reused."""
 
-    report: dict[str, Any]
+    report: ValidationReport
     reused: bool
 
 
@@ -317,17 +319,17 @@ def validate_step(services: BatchServices, batch_id: str, *, progress: Log | Non
     with step_attempt(services, batch_id, Step.VALIDATE):
         manifest = claim_manifest(services, load_manifest(services, batch_id))
         report = load_report(services, batch_id)
-        reused = report is not None and BatchStatus(report["overall_status"]).proceeds
+        reused = report is not None and report.proceeds
         if report is not None and reused:
             services.log(
-                f"batch {batch_id} already passed validation ({report['overall_status']}): the stored report stands"
+                f"batch {batch_id} already passed validation ({report.overall_status}): the stored report stands"
             )
         else:
             present, vanished = _split_vanished(services, manifest)
             report = validate_batch(services.store, services.settings, present, progress=progress)
             _record_vanished(services, batch_id, vanished)
         _record_outcome(services, report)
-        status = BatchStatus(report["overall_status"])
+        status = report.overall_status
         documents = services.documents
         document = documents.load_or_new(batch_id)
         changed = document.validation_status != status
@@ -366,27 +368,23 @@ def _record_vanished(services: BatchServices, batch_id: str, vanished: list[RawF
         _advance(services, batch_id, [(raw.key, raw.etag)], FileStatus.FAILED, error=_vanished_reason(raw))
 
 
-def _record_outcome(services: BatchServices, report: dict[str, Any]) -> None:
+def _record_outcome(services: BatchServices, report: ValidationReport) -> None:
     """Accepted files VALIDATED (FAILED with the reasons when the batch failed), the rest QUARANTINED; only files
     this batch still has CLAIMED or FAILED move (a finished file never moves back)."""
-    batch_id = report["batch_id"]
-    proceeds = BatchStatus(report["overall_status"]).proceeds
-    failure = "; ".join(report["failure_reasons"])
-    for entry in report["files"]:
-        version = [(entry["key"], entry["etag"])]
-        rows = {
-            "data_rows": entry["data_rows"],
-            "valid_rows": entry["valid_rows"],
-            "rejected_rows": entry["rejected_rows"],
-        }
-        if entry["status"] != Verdict.ACCEPTED:
+    batch_id = report.batch_id
+    proceeds = report.proceeds
+    failure = "; ".join(report.failure_reasons)
+    for entry in report.files:
+        version = [(entry.key, entry.etag)]
+        rows = {"data_rows": entry.data_rows, "valid_rows": entry.valid_rows, "rejected_rows": entry.rejected_rows}
+        if not entry.accepted:
             _advance(
                 services,
                 batch_id,
                 version,
                 FileStatus.QUARANTINED,
-                error=str(entry["error"]),
-                quarantine_key=entry["quarantine_key"],
+                error=str(entry.error),
+                quarantine_key=entry.quarantine_key,
                 **rows,
             )
         elif proceeds:
@@ -402,15 +400,15 @@ def _record_outcome(services: BatchServices, report: dict[str, Any]) -> None:
             )
 
 
-def accepted_versions(report: dict[str, Any]) -> list[FileVersion]:
-    return [(entry["key"], entry["etag"]) for entry in report["files"] if entry["status"] == Verdict.ACCEPTED]
+def accepted_versions(report: ValidationReport) -> list[FileVersion]:
+    return [(entry.key, entry.etag) for entry in report.accepted]
 
 
-def _passed_report(services: BatchServices, batch_id: str, step: Step) -> dict[str, Any]:
+def _passed_report(services: BatchServices, batch_id: str, step: Step) -> ValidationReport:
     report = load_report(services, batch_id)
     if report is None:
         raise BatchStepError(f"batch {batch_id} has no validation report: run the validation step before {step}")
-    status = BatchStatus(report["overall_status"])
+    status = report.overall_status
     if not status.proceeds:
         raise BatchStepError(
             f"batch {batch_id} is {status}: only PASSED or PASSED_WITH_QUARANTINE batches go on to {step}"
@@ -563,8 +561,8 @@ def resume_queue(services: BatchServices, *, settled: Settled | None = None, lim
         if settled is not None and not settled(batch_id, versions):
             continue
         if batch_id not in unfinished:
-            report = load_report(services, batch_id) or {}
-            if BatchFailure.NO_SONGS_REFERENCE not in report.get("failure_codes", []):
+            report = load_report(services, batch_id)
+            if report is None or BatchFailure.NO_SONGS_REFERENCE not in report.failure_codes:
                 continue
             if songs_exist is None:
                 songs_exist = songs_reference_exists(services.store, services.settings)

@@ -22,18 +22,13 @@ from .engines import Engine
 from .kpi_store import KpiWriteResult, write_daily_kpis
 from .kpis import DailyKpis, assemble_kpis, to_dynamodb_items
 from .parallel import in_parallel
+from .report import FileEntry, ReportSummary, SkippedFile, ValidationReport
 from .settings import Settings
 from .sql import render
 from .status import BatchFailure, BatchStatus
 from .storage import TRANSFER_WORKERS, ObjectInfo, ObjectStore
-from .validation import ACCEPTED, RULE_MESSAGES, FileValidation, validate_file
+from .validation import RULE_MESSAGES, FileValidation, validate_file
 
-REPORT_VERSION = 1
-PASSED = BatchStatus.PASSED
-PASSED_WITH_QUARANTINE = BatchStatus.PASSED_WITH_QUARANTINE
-FAILED = BatchStatus.FAILED
-NO_NEW_FILES = BatchStatus.NO_NEW_FILES
-PROCEED_STATUSES = tuple(status for status in BatchStatus if status.proceeds)
 FAILURE_MESSAGES = {
     BatchFailure.NO_VALID_FILE: "no valid file remains: every file of the batch was quarantined",
     BatchFailure.NO_SONGS_REFERENCE: "stream events arrived but there is no songs reference: upload a songs file "
@@ -106,19 +101,19 @@ def plan_batch(batch_id: str, raw_bucket: str, objects: Iterable[ObjectInfo]) ->
     return Manifest(batch_id=batch_id, raw_bucket=raw_bucket, files=files, skipped=skipped)
 
 
-def overall_status(files: list[dict[str, Any]], songs_available: bool) -> tuple[BatchStatus, list[BatchFailure]]:
+def overall_status(files: list[FileEntry], songs_available: bool) -> tuple[BatchStatus, list[BatchFailure]]:
     """V6: the batch status and, when FAILED, why."""
     if not files:
-        return NO_NEW_FILES, []
-    accepted = [f for f in files if f["status"] == ACCEPTED]
+        return BatchStatus.NO_NEW_FILES, []
+    accepted = [f for f in files if f.accepted]
     if not accepted:
-        return FAILED, [BatchFailure.NO_VALID_FILE]
-    has_events = any(f["dataset"] == "streams" and f["valid_rows"] > 0 for f in accepted)
+        return BatchStatus.FAILED, [BatchFailure.NO_VALID_FILE]
+    has_events = any(f.dataset == "streams" and f.valid_rows > 0 for f in accepted)
     if has_events and not songs_available:
-        return FAILED, [BatchFailure.NO_SONGS_REFERENCE]
+        return BatchStatus.FAILED, [BatchFailure.NO_SONGS_REFERENCE]
     if len(accepted) < len(files):
-        return PASSED_WITH_QUARANTINE, []
-    return PASSED, []
+        return BatchStatus.PASSED_WITH_QUARANTINE, []
+    return BatchStatus.PASSED, []
 
 
 def songs_reference_exists(store: ObjectStore, settings: Settings) -> bool:
@@ -133,7 +128,7 @@ def validate_batch(
     *,
     keep_raw: bool = False,
     progress: Progress | None = None,
-) -> dict[str, Any]:
+) -> ValidationReport:
     """Validate every file of the batch and write its outputs and the validation report.
 
     Accepted files: typed valid rows to staging, rejected rows to quarantine. Invalid files:
@@ -141,48 +136,35 @@ def validate_batch(
     as in a dry run). Returns the report. The manifest is the caller's to store (``orchestration.open_batch``).
     """
     batch_id = layout.check_batch_id(manifest.batch_id)
-    entries: list[dict[str, Any]] = []
+    entries: list[FileEntry] = []
     with tempfile.TemporaryDirectory(prefix="validate-") as scratch:
         for seq, raw in enumerate(manifest.files):
             if progress:
                 progress(f"validating {raw.key} ({raw.size:,} bytes)")
             entries.append(_validate_one(store, settings, manifest, seq, raw, Path(scratch), keep_raw))
     songs_available = any(
-        e["dataset"] == "songs" and e["status"] == ACCEPTED and e["valid_rows"] > 0 for e in entries
+        e.dataset == "songs" and e.accepted and e.valid_rows > 0 for e in entries
     ) or songs_reference_exists(store, settings)
     status, failures = overall_status(entries, songs_available)
-    report = {
-        "report_version": REPORT_VERSION,
-        "batch_id": batch_id,
-        "overall_status": status.value,
-        "generated_at": _now(),
-        "raw_bucket": manifest.raw_bucket,
-        "failure_reasons": [FAILURE_MESSAGES[code] for code in failures],
-        "failure_codes": [code.value for code in failures],
-        "summary": _summary(entries),
-        "files": entries,
-        "skipped_files": manifest.skipped,
-        "rules": RULE_MESSAGES,
-    }
-    store.put_json(settings.processed_bucket, layout.report_key(batch_id), report)
+    report = ValidationReport(
+        batch_id=batch_id,
+        overall_status=status,
+        generated_at=_now(),
+        raw_bucket=manifest.raw_bucket,
+        failure_reasons=[FAILURE_MESSAGES[code] for code in failures],
+        failure_codes=failures,
+        summary=ReportSummary.of(entries),
+        files=entries,
+        skipped_files=[SkippedFile.from_dict(skipped) for skipped in manifest.skipped],
+        rules=dict(RULE_MESSAGES),
+    )
+    store.put_json(settings.processed_bucket, layout.report_key(batch_id), report.to_dict())
     return report
-
-
-def _summary(entries: list[dict[str, Any]]) -> dict[str, int]:
-    return {
-        "files": len(entries),
-        "accepted_files": sum(1 for e in entries if e["status"] == ACCEPTED),
-        "quarantined_files": sum(1 for e in entries if e["status"] != ACCEPTED),
-        "data_rows": sum(e["data_rows"] for e in entries),
-        "valid_rows": sum(e["valid_rows"] for e in entries if e["status"] == ACCEPTED),
-        "rejected_rows": sum(e["rejected_rows"] for e in entries if e["status"] == ACCEPTED),
-        "rows_in_quarantined_files": sum(e["data_rows"] for e in entries if e["status"] != ACCEPTED),
-    }
 
 
 def _validate_one(
     store: ObjectStore, settings: Settings, manifest: Manifest, seq: int, raw: RawFile, scratch: Path, keep_raw: bool
-) -> dict[str, Any]:
+) -> FileEntry:
     valid_path = scratch / f"{seq}.parquet"
     rejected_path = scratch / f"{seq}.rejected.csv"
     batch_id = manifest.batch_id
@@ -207,18 +189,18 @@ def _validate_one(
                 max_rejected_row_ratio=settings.max_rejected_row_ratio,
                 max_decompressed_bytes=settings.max_decompressed_bytes,
             )
-    entry: dict[str, Any] = {"etag": raw.etag, "size": raw.size, **result.to_dict()}
+    outputs: dict[str, str] = {}
     if result.accepted:
         staging = layout.staging_key(batch_id, raw.dataset, raw.key)
         store.upload(valid_path, settings.processed_bucket, staging)
-        entry["staging_key"] = staging
+        outputs["staging_key"] = staging
         if result.rejected_rows:
             rejected = layout.rejected_rows_key(batch_id, raw.key)
             store.upload(rejected_path, settings.quarantine_bucket, rejected)
-            entry["rejected_rows_key"] = rejected
+            outputs["rejected_rows_key"] = rejected
     else:
-        entry["quarantine_key"] = quarantine_file(store, settings, manifest, raw, result, keep_raw=keep_raw)
-    return entry
+        outputs["quarantine_key"] = quarantine_file(store, settings, manifest, raw, result, keep_raw=keep_raw)
+    return FileEntry.from_dict({"etag": raw.etag, "size": raw.size, **result.to_dict(), **outputs})
 
 
 def _claimed_bytes(store: ObjectStore, settings: Settings, manifest: Manifest, raw: RawFile) -> tuple[str, str]:
@@ -300,10 +282,6 @@ class ProcessingResult:
         return self.valid_events - self.distinct_events
 
 
-def _accepted_staging(report: dict[str, Any], dataset: str) -> list[str]:
-    return [f["staging_key"] for f in report["files"] if f["dataset"] == dataset and f["status"] == ACCEPTED]
-
-
 def _parquet_inputs(store: ObjectStore, bucket: str, keys: list[str], local_dir: Path | None) -> list[str | Path]:
     """Where an engine reads ``keys``: local copies in ``local_dir``, or the objects' own URIs when None."""
     if local_dir is None:
@@ -321,7 +299,7 @@ def _update_reference(
     store: ObjectStore,
     settings: Settings,
     engine: Engine,
-    report: dict[str, Any],
+    report: ValidationReport,
     dataset: str,
     work: Path,
     direct_io: bool,
@@ -335,7 +313,7 @@ def _update_reference(
     )
     previous = _parquet_inputs(store, bucket, previous_keys, _local_dir(work, f"prev_{dataset}", direct_io))
     engine.register_parquet(f"reference_{dataset}", previous, snapshot_schema)
-    staged = _accepted_staging(report, dataset)
+    staged = report.accepted_staging(dataset)
     if not staged:
         return None
     batch_inputs = _parquet_inputs(store, bucket, staged, _local_dir(work, f"batch_{dataset}", direct_io))
@@ -355,7 +333,7 @@ def process_batch(
     store: ObjectStore,
     settings: Settings,
     engine: Engine,
-    report: dict[str, Any],
+    report: ValidationReport,
     *,
     direct_io: bool = False,
     progress: Progress | None = None,
@@ -366,7 +344,7 @@ def process_batch(
     ``direct_io`` the engine reads and writes the store's URIs itself (Spark on Glue, ``s3://``);
     otherwise it works on local copies (local Spark has no ``s3a://``).
     """
-    batch_id = layout.check_batch_id(report["batch_id"])
+    batch_id = layout.check_batch_id(report.batch_id)
     bucket = settings.processed_bucket
     with tempfile.TemporaryDirectory(prefix="process-") as scratch:
         work = Path(scratch)
@@ -377,7 +355,7 @@ def process_batch(
         if progress:
             progress("enriching stream events")
         stream_inputs = _parquet_inputs(
-            store, bucket, _accepted_staging(report, "streams"), _local_dir(work, "batch_streams", direct_io)
+            store, bucket, report.accepted_staging("streams"), _local_dir(work, "batch_streams", direct_io)
         )
         engine.register_parquet("batch_streams", stream_inputs, STREAMS.schema)
         engine.materialize("batch_event_keys", render("batch_event_keys"))
@@ -495,7 +473,7 @@ def _processed_state(store: ObjectStore, settings: Settings, dates: list[str]) -
 def archive_batch(
     store: ObjectStore,
     settings: Settings,
-    report: dict[str, Any],
+    report: ValidationReport,
     *,
     processing_date: date | None = None,
     progress: Progress | None = None,
@@ -507,34 +485,30 @@ def archive_batch(
     (so a rerun on another day finds the copies of the first attempt).
     """
     processing_date = processing_date or _report_date(report)
-    accepted = [
-        RawFile(entry["key"], entry["etag"], entry["size"], entry["dataset"])
-        for entry in report["files"]
-        if entry["status"] == ACCEPTED
-    ]
+    accepted = [RawFile(entry.key, entry.etag, entry.size, entry.dataset) for entry in report.accepted]
 
     def archive(raw: RawFile) -> dict[str, str]:
-        target = _archive_target(store, settings, report["batch_id"], raw, processing_date)
-        current = store.head(report["raw_bucket"], raw.key)
+        target = _archive_target(store, settings, report.batch_id, raw, processing_date)
+        current = store.head(report.raw_bucket, raw.key)
         if current is not None and current.holds(raw.etag):
             if progress:
                 progress(f"archiving {raw.key}")
-            store.copy(report["raw_bucket"], raw.key, settings.archive_bucket, target, if_etag=raw.etag)
+            store.copy(report.raw_bucket, raw.key, settings.archive_bucket, target, if_etag=raw.etag)
         copied = store.head(settings.archive_bucket, target)
         if copied is None or not copied.holds(raw.etag, raw.size):
             raise RuntimeError(
                 f"archive of {raw.key} could not be verified at s3://{settings.archive_bucket}/{target}; "
                 "the raw file was kept"
             )
-        _delete_if_unchanged(store, report["raw_bucket"], raw)
+        _delete_if_unchanged(store, report.raw_bucket, raw)
         return {"key": raw.key, "archive_key": target}
 
     return in_parallel(archive, accepted, workers=TRANSFER_WORKERS)
 
 
-def _report_date(report: dict[str, Any]) -> date:
+def _report_date(report: ValidationReport) -> date:
     try:
-        return date.fromisoformat(str(report.get("generated_at", ""))[:10])
+        return date.fromisoformat(report.generated_at[:10])
     except ValueError:
         return datetime.now(UTC).date()
 

@@ -35,9 +35,8 @@ from .contracts import (
     DatasetContract,
     contract_for,
 )
+from .status import Verdict
 
-ACCEPTED = "ACCEPTED"
-QUARANTINED = "QUARANTINED"
 MAX_HEADER_BYTES = 1024 * 1024
 EXAMPLES_KEPT = 5
 REJECT_COLUMNS = ("_row_number", "_rule", "_reason", "_raw_record")
@@ -116,7 +115,7 @@ class FileValidation:
 
     key: str
     dataset: str
-    status: str = ACCEPTED
+    status: Verdict = Verdict.ACCEPTED
     data_rows: int = 0
     valid_rows: int = 0
     rejected_rows: int = 0
@@ -132,15 +131,16 @@ class FileValidation:
 
     @property
     def accepted(self) -> bool:
-        return self.status == ACCEPTED
+        return self.status is Verdict.ACCEPTED
 
     def quarantine(self, rule: str, detail: str) -> None:
-        self.status = QUARANTINED
+        self.status = Verdict.QUARANTINED
         self.rule = rule
         self.error = f"{self.key}: {detail} [{rule}]"
 
     def to_dict(self) -> dict[str, object]:
-        return asdict(self)
+        """Plain JSON types only: the status is its string."""
+        return {**asdict(self), "status": self.status.value}
 
 
 class _CountingReader(io.RawIOBase):

@@ -9,7 +9,7 @@ from typing import Any
 
 from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, MetadataValue
 
-from music_assets.core.pipeline import FAILED
+from music_assets.core.report import ValidationReport
 
 validation_not_failed = AssetCheckSpec(
     name="validation_not_failed",
@@ -20,15 +20,14 @@ validation_not_failed = AssetCheckSpec(
 )
 
 
-def validation_check_result(report: dict[str, Any]) -> AssetCheckResult:
-    """The check's outcome for a validation report."""
-    status = report["overall_status"]
-    metadata: dict[str, Any] = {"overall_status": status}
-    if report["failure_reasons"]:
-        metadata["failure_reasons"] = MetadataValue.md("\n".join(f"- {r}" for r in report["failure_reasons"]))
+def validation_check_result(report: ValidationReport) -> AssetCheckResult:
+    """The check's outcome for a validation report (metadata in plain JSON types: the status as its string)."""
+    metadata: dict[str, Any] = {"overall_status": report.overall_status.value}
+    if report.failure_reasons:
+        metadata["failure_reasons"] = MetadataValue.md("\n".join(f"- {r}" for r in report.failure_reasons))
     return AssetCheckResult(
         check_name=validation_not_failed.name,
-        passed=status != FAILED,
+        passed=not report.failed,
         severity=AssetCheckSeverity.ERROR,
         metadata=metadata,
     )

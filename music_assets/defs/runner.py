@@ -26,8 +26,9 @@ from dagster_shared.error import SerializableErrorInfo
 from music_assets.core import layout
 from music_assets.core.kpi_store import read_kpi_items
 from music_assets.core.kpis import export_from_items
-from music_assets.core.pipeline import NO_NEW_FILES
+from music_assets.core.report import ValidationReport
 from music_assets.core.settings import Settings
+from music_assets.core.status import BatchStatus
 
 from .assets import BATCH_ASSETS
 from .jobs import BATCH_PIPELINE_JOB_NAME, batch_pipeline_job
@@ -52,11 +53,11 @@ class BatchRunOutcome:
     DynamoDB afterwards, in the export format of KPI_SPEC.
     """
 
-    status: str
+    status: str  # a BatchStatus value, or "UNKNOWN"
     success: bool
     batch_id: str | None
     run_id: str | None
-    report: dict[str, Any] | None
+    report: ValidationReport | None
     export: dict[str, list[dict[str, Any]]]
     skip_reason: str | None = None
     error: str | None = None
@@ -103,7 +104,7 @@ def run_batch_in_process(
             if progress:
                 progress(f"sensor: {skip_reason}")
             return BatchRunOutcome(
-                NO_NEW_FILES,
+                BatchStatus.NO_NEW_FILES.value,
                 True,
                 None,
                 None,
@@ -129,13 +130,14 @@ def run_batch_in_process(
         )
     failures = [event for event in result.all_events if event.is_step_failure]
     errors = [f"{event.step_key}: {_root_cause(event.step_failure_data.error)}" for event in failures]
-    report = (
+    stored = (
         cast(PipelineS3Resource, resources["s3"])
         .store()
         .get_json(settings.processed_bucket, layout.report_key(batch_id))
     )
+    report = None if stored is None else ValidationReport.from_dict(stored)
     return BatchRunOutcome(
-        status=report["overall_status"] if report else "UNKNOWN",
+        status=report.overall_status.value if report else "UNKNOWN",
         success=result.success,
         batch_id=batch_id,
         run_id=result.run_id,

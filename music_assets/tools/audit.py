@@ -34,14 +34,12 @@ from ..core import layout
 from ..core.engines import Engine
 from ..core.kpi_store import read_kpi_items
 from ..core.kpis import export_from_items, to_dynamodb_items
-from ..core.pipeline import PROCEED_STATUSES, compute_daily_kpis
+from ..core.pipeline import compute_daily_kpis
+from ..core.report import FileEntry, ValidationReport
 from ..core.settings import Settings
-from ..core.status import FileStatus
+from ..core.status import FileStatus, Verdict
 from ..core.storage import ObjectInfo, ObjectStore
 from ..core.tracker import FileTracker
-from ..core.validation import ACCEPTED
-
-ARCHIVED, QUARANTINED = FileStatus.ARCHIVED, FileStatus.QUARANTINED
 
 ARCHIVE_PREFIX = "archive/"
 QUARANTINE_PREFIX = "quarantine/"
@@ -99,7 +97,7 @@ def _check_files(
     settings: Settings,
     tracker: FileTracker,
     uploaded: Iterable[Version] | None,
-    reports: dict[str, dict[str, Any]],
+    reports: dict[str, ValidationReport],
     result: AuditResult,
     settled: bool,
 ) -> None:
@@ -113,11 +111,11 @@ def _check_files(
         key, etag, status = item["file_key"], item["etag"], item["status"]
         batch = item.get("batch_id")
         where = copies.get((key, etag), [])
-        if status in (ARCHIVED, QUARANTINED):
+        if status in (FileStatus.ARCHIVED, FileStatus.QUARANTINED):
             result.counts[status.lower()] = result.counts.get(status.lower(), 0) + 1
             if len(where) != 1:
                 result.violations.append(f"{key} ({etag}) is {status} but has {len(where)} terminal copies: {where}")
-            if status == QUARANTINED:
+            if status == FileStatus.QUARANTINED:
                 error_key = f"{layout.quarantine_key(str(batch), layout.placement_key(key))}.error.json"
                 if error_key not in quarantine_keys:
                     result.violations.append(f"{key} ({etag}) is QUARANTINED without its reason at {error_key}")
@@ -132,13 +130,13 @@ def _check_files(
                 else:
                     result.violations.append(f"{key} ({etag}) is {status} but is still in the raw bucket")
             entry = entries.get((key, etag))
-            expected = "ACCEPTED" if status == ARCHIVED else "QUARANTINED"
+            expected = Verdict.ACCEPTED if status == FileStatus.ARCHIVED else Verdict.QUARANTINED
             if entry is None:
                 result.violations.append(f"{key} ({etag}) is {status} but no validation report lists it")
-            elif entry[1].get("status") != expected or entry[0] != batch:
+            elif entry[1].status is not expected or entry[0] != batch:
                 result.violations.append(
                     f"{key} ({etag}) is {status} in batch {batch} but the report of batch {entry[0]} says "
-                    f"{entry[1].get('status')}"
+                    f"{entry[1].status.value}"
                 )
         else:
             result.in_flight.append(f"{key} ({etag}) is {status} in batch {batch}")
@@ -166,20 +164,22 @@ def _check_files(
 
 
 def _load_reports(store: ObjectStore, settings: Settings) -> dict[str, dict[str, Any]]:
-    reports: dict[str, dict[str, Any]] = {}
+    reports: dict[str, ValidationReport] = {}
     for info in store.list(settings.processed_bucket, "validation_results/"):
         if info.key.endswith("validation_report.json"):
-            report: dict[str, Any] = store.get_json(settings.processed_bucket, info.key) or {}
-            reports[str(report.get("batch_id"))] = report
+            stored = store.get_json(settings.processed_bucket, info.key)
+            if stored is not None:
+                report = ValidationReport.from_dict(stored)
+                reports[report.batch_id] = report
     return reports
 
 
-def _report_entries(reports: dict[str, dict[str, Any]], result: AuditResult) -> dict[Version, tuple[str, dict]]:
+def _report_entries(reports: dict[str, ValidationReport], result: AuditResult) -> dict[Version, tuple[str, FileEntry]]:
     """(key, etag) → (batch id, its report entry); a version in two batches' reports is a violation."""
-    entries: dict[Version, tuple[str, dict[str, Any]]] = {}
+    entries: dict[Version, tuple[str, FileEntry]] = {}
     for batch_id, report in sorted(reports.items()):
-        for entry in report.get("files", []):
-            version = (entry["key"], entry["etag"])
+        for entry in report.files:
+            version = (entry.key, entry.etag)
             if version in entries:
                 result.violations.append(
                     f"{version[0]} ({version[1]}) is in the reports of batches {entries[version][0]} and {batch_id}: "
@@ -190,22 +190,22 @@ def _report_entries(reports: dict[str, dict[str, Any]], result: AuditResult) -> 
 
 
 def _check_reports(
-    store: ObjectStore, settings: Settings, reports: dict[str, dict[str, Any]], result: AuditResult
+    store: ObjectStore, settings: Settings, reports: dict[str, ValidationReport], result: AuditResult
 ) -> None:
     staged_rows = _staged_rows(store, settings)
     for batch_id, report in sorted(reports.items()):
-        for entry in report.get("files", []):
-            if entry["data_rows"] != entry["valid_rows"] + entry["rejected_rows"] and entry["status"] == ACCEPTED:
+        for entry in report.accepted:
+            if entry.data_rows != entry.valid_rows + entry.rejected_rows:
                 result.violations.append(
-                    f"batch {batch_id}: {entry['key']} has {entry['data_rows']} data rows but "
-                    f"{entry['valid_rows']} valid + {entry['rejected_rows']} rejected"
+                    f"batch {batch_id}: {entry.key} has {entry.data_rows} data rows but "
+                    f"{entry.valid_rows} valid + {entry.rejected_rows} rejected"
                 )
-            if entry["status"] == ACCEPTED and report.get("overall_status") in PROCEED_STATUSES:
-                staged = staged_rows.get(entry.get("staging_key", ""))
-                if staged != entry["valid_rows"]:
+            if report.proceeds:
+                staged = staged_rows.get(entry.staging_key or "")
+                if staged != entry.valid_rows:
                     result.violations.append(
-                        f"batch {batch_id}: {entry['key']} has {entry['valid_rows']} valid rows but its staged "
-                        f"Parquet {entry.get('staging_key')} holds {staged}"
+                        f"batch {batch_id}: {entry.key} has {entry.valid_rows} valid rows but its staged "
+                        f"Parquet {entry.staging_key} holds {staged}"
                     )
     result.counts["reports"] = len(reports)
 
@@ -240,13 +240,14 @@ def _check_kpis(
     settings: Settings,
     engine: Engine,
     kpi_table: Any,
-    reports: dict[str, dict[str, Any]],
+    reports: dict[str, ValidationReport],
     result: AuditResult,
 ) -> None:
     dates, batches = _processed_batches(store, settings)
     for batch_id in sorted(batches):
-        status = reports.get(batch_id, {}).get("overall_status")
-        if status not in PROCEED_STATUSES:
+        report = reports.get(batch_id)
+        status = report.overall_status.value if report else None
+        if report is None or not report.proceeds:
             result.violations.append(
                 f"processed data of batch {batch_id} ({', '.join(sorted(batches[batch_id]))}) but its validation "
                 f"report is {status or 'missing'}: its events count without a passed validation"

@@ -13,7 +13,6 @@ from ..core import layout
 from ..core.engines import create_engine
 from ..core.kpis import DailyKpis, export_from_items, to_dynamodb_items
 from ..core.pipeline import (
-    PROCEED_STATUSES,
     ProcessingResult,
     Progress,
     compute_daily_kpis,
@@ -21,6 +20,7 @@ from ..core.pipeline import (
     process_batch,
     validate_batch,
 )
+from ..core.report import ValidationReport
 from ..core.settings import Settings
 from ..core.storage import LocalStore
 
@@ -60,7 +60,7 @@ def discover_inputs(data_dir: Path) -> dict[str, Path]:
 
 @dataclass
 class DryRunResult:
-    report: dict[str, Any]
+    report: ValidationReport
     processing: ProcessingResult | None
     kpis: DailyKpis | None
     export: dict[str, Any]
@@ -96,7 +96,7 @@ def run_dry(
     report = validate_batch(store, settings, manifest, keep_raw=True, progress=progress)
     processing = kpis = None
     items: list[dict[str, Any]] = []
-    if report["overall_status"] in PROCEED_STATUSES:
+    if report.proceeds:
         with create_engine(
             settings.engine,
             shuffle_partitions=settings.spark_shuffle_partitions,
@@ -104,11 +104,11 @@ def run_dry(
         ) as engine:
             processing = process_batch(store, settings, engine, report, progress=progress)
             kpis = compute_daily_kpis(store, settings, engine, processing.dates, progress=progress)
-        items = to_dynamodb_items(kpis, batch_id=batch_id, computed_at=report["generated_at"])
+        items = to_dynamodb_items(kpis, batch_id=batch_id, computed_at=report.generated_at)
     export = export_from_items(items)
     kpis_json = kpis_json or out_dir / "kpis.json"
     kpis_json.parent.mkdir(parents=True, exist_ok=True)
     kpis_json.write_text(json.dumps(export, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     report_path = out_dir / "validation_report.json"
-    report_path.write_text(json.dumps(report, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
+    report_path.write_text(json.dumps(report.to_dict(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return DryRunResult(report, processing, kpis, export, out_dir, kpis_json, {**outputs, "report": report_path})

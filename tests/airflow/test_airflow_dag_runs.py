@@ -24,6 +24,8 @@ from airflow_export import ExportResult
 from lambda_trigger.trigger_dag_lambda import S3Object, build_batch_id, build_conf
 from music_assets.core import aws, layout
 from music_assets.core.kpis import export_from_items
+from music_assets.core.report import ValidationReport
+from music_assets.core.status import BatchStatus
 from music_assets.tools.sample_data import generate_dataset
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
@@ -77,8 +79,10 @@ def test_passed_batch_runs_every_glue_job_and_ends_at_success_end(
         "validation_failed_end": "skipped",
     }
     batch_id = conf["batch_id"]
-    report = world.store.get_json(world.settings.processed_bucket, layout.report_key(batch_id))
-    assert report["overall_status"] == "PASSED"
+    report = ValidationReport.from_dict(
+        world.store.get_json(world.settings.processed_bucket, layout.report_key(batch_id))
+    )
+    assert report.overall_status is BatchStatus.PASSED
     assert export_from_items(world.kpi_items()) == oracle_from_dir(clean_data).export
     assert list(world.store.list(world.settings.raw_data_bucket)) == []
     ours = [r for r in glue_runs_locally if r["--batch_id"] == batch_id]
@@ -125,8 +129,10 @@ def test_failed_validation_ends_at_validation_failed_end(
     assert states["validate_data_quality"] == states["check_validation_status"] == "success"
     assert {task: states[task] for task in ETL_TASKS} == {task: "skipped" for task in ETL_TASKS}
     assert (states["validation_failed_end"], states["success_end"]) == ("success", "skipped")
-    report = world.store.get_json(world.settings.processed_bucket, layout.report_key(conf["batch_id"]))
-    assert report["overall_status"] == "FAILED"
+    report = ValidationReport.from_dict(
+        world.store.get_json(world.settings.processed_bucket, layout.report_key(conf["batch_id"]))
+    )
+    assert report.overall_status is BatchStatus.FAILED
     assert [r["job"] for r in glue_runs_locally if r["--batch_id"] == conf["batch_id"]] == [
         "music_streaming_validation"
     ]
@@ -147,5 +153,7 @@ def test_no_new_files_ends_at_success_end_with_a_run_id_batch(
     assert (states["success_end"], states["validation_failed_end"]) == ("success", "skipped")
     batch_id = ("batch-" + run.run_id.replace(":", "-").replace("+", "-").replace("~", "-"))[:128]
     assert layout.BATCH_ID_PATTERN.fullmatch(batch_id)
-    report = world.store.get_json(world.settings.processed_bucket, layout.report_key(batch_id))
-    assert report["overall_status"] == "NO_NEW_FILES"
+    report = ValidationReport.from_dict(
+        world.store.get_json(world.settings.processed_bucket, layout.report_key(batch_id))
+    )
+    assert report.overall_status is BatchStatus.NO_NEW_FILES

@@ -14,6 +14,7 @@ import pytest
 from oracle.kpi_oracle import oracle_from_dir
 
 from music_assets.core.settings import Settings
+from music_assets.core.status import Verdict
 from music_assets.tools.dry_run import InputLayoutError, discover_inputs, run_dry
 from music_assets.tools.sample_data import generate_dataset
 
@@ -46,15 +47,15 @@ def dirty_run(tmp_path_factory: pytest.TempPathFactory):
 
 def test_input_files_never_modified_or_deleted_even_when_quarantined(dirty_run) -> None:
     data, before, result = dirty_run
-    quarantined = [f for f in result.report["files"] if f["status"] == "QUARANTINED"]
+    quarantined = [f for f in result.report.files if f.status is Verdict.QUARANTINED]
     assert len(quarantined) >= 4
     assert digests(data) == before, "run_dry changed, added or removed a file of the input folder"
     quarantine_root = result.outputs[Settings().quarantine_bucket]
     for entry in quarantined:
-        copy = quarantine_root / entry["quarantine_key"]
-        assert copy.read_bytes() == (data / entry["key"]).read_bytes(), entry["key"]
+        copy = quarantine_root / entry.quarantine_key
+        assert copy.read_bytes() == (data / entry.key).read_bytes(), entry.key
         error = json.loads(copy.with_name(copy.name + ".error.json").read_text("utf-8"))
-        assert error["rule"] == entry["rule"] and entry["key"] in error["error"]
+        assert error["rule"] == entry.rule and entry.key in error["error"]
 
 
 def test_every_row_is_accounted_for(dirty_run) -> None:
@@ -64,32 +65,30 @@ def test_every_row_is_accounted_for(dirty_run) -> None:
     staging_root = result.outputs[settings.processed_bucket]
     rejected_root = result.outputs[settings.quarantine_bucket]
     parsed_rows = recounted = 0
-    for entry in report["files"]:
-        assert entry["valid_rows"] + entry["rejected_rows"] == entry["data_rows"], entry["key"]
-        assert sum(entry["reject_reasons"].values()) == entry["rejected_rows"], entry["key"]
-        if entry["status"] == "QUARANTINED" and not entry["rule"].startswith("V5"):
-            assert entry["data_rows"] == 0, "a file invalid as a whole is not read row by row"
+    for entry in report.files:
+        assert entry.valid_rows + entry.rejected_rows == entry.data_rows, entry.key
+        assert sum(entry.reject_reasons.values()) == entry.rejected_rows, entry.key
+        if entry.status is Verdict.QUARANTINED and not entry.rule.startswith("V5"):
+            assert entry.data_rows == 0, "a file invalid as a whole is not read row by row"
             continue
-        parsed_rows += entry["data_rows"]
-        recounted += csv_data_rows(data / entry["key"])
-        assert entry["data_rows"] == csv_data_rows(data / entry["key"]), entry["key"]
-        if entry["status"] != "ACCEPTED":
+        parsed_rows += entry.data_rows
+        recounted += csv_data_rows(data / entry.key)
+        assert entry.data_rows == csv_data_rows(data / entry.key), entry.key
+        if not entry.accepted:
             continue
-        assert pq.ParquetFile(staging_root / entry["staging_key"]).metadata.num_rows == entry["valid_rows"]
-        if entry["rejected_rows"]:
-            with (rejected_root / entry["rejected_rows_key"]).open(newline="", encoding="utf-8") as f:
+        assert pq.ParquetFile(staging_root / entry.staging_key).metadata.num_rows == entry.valid_rows
+        if entry.rejected_rows:
+            with (rejected_root / entry.rejected_rows_key).open(newline="", encoding="utf-8") as f:
                 rejected = list(csv.DictReader(f))
-            assert len(rejected) == entry["rejected_rows"], entry["key"]
-            assert all(r["_rule"] in entry["reject_reasons"] for r in rejected)
+            assert len(rejected) == entry.rejected_rows, entry.key
+            assert all(r["_rule"] in entry.reject_reasons for r in rejected)
     assert parsed_rows == recounted > 0
-    summary = report["summary"]
-    accepted = [f for f in report["files"] if f["status"] == "ACCEPTED"]
-    assert summary["data_rows"] == sum(f["data_rows"] for f in report["files"])
-    assert summary["valid_rows"] == sum(f["valid_rows"] for f in accepted)
-    assert summary["rejected_rows"] == sum(f["rejected_rows"] for f in accepted)
-    assert (
-        summary["valid_rows"] + summary["rejected_rows"] + summary["rows_in_quarantined_files"] == summary["data_rows"]
-    )
+    summary = report.summary
+    accepted = [f for f in report.files if f.accepted]
+    assert summary.data_rows == sum(f.data_rows for f in report.files)
+    assert summary.valid_rows == sum(f.valid_rows for f in accepted)
+    assert summary.rejected_rows == sum(f.rejected_rows for f in accepted)
+    assert summary.valid_rows + summary.rejected_rows + summary.rows_in_quarantined_files == summary.data_rows
 
 
 def test_dirty_run_outputs_equal_the_oracle(dirty_run) -> None:
@@ -113,7 +112,7 @@ def test_flat_and_bucket_layouts_give_the_same_kpis(tmp_path: Path) -> None:
     from_bucket = run_dry(bucket, tmp_path / "out-bucket", settings=Settings(), batch_id="layout-bucket")
     from_flat = run_dry(flat, tmp_path / "out-flat", settings=Settings(), batch_id="layout-flat")
     assert from_flat.export == from_bucket.export == oracle_from_dir(bucket).export == oracle_from_dir(flat).export
-    assert from_flat.report["summary"] == from_bucket.report["summary"]
+    assert from_flat.report.summary == from_bucket.report.summary
     assert from_flat.processing.unknown_user_events == from_bucket.processing.unknown_user_events > 0
 
 

@@ -21,8 +21,10 @@ from oracle.kpi_oracle import OracleResult, oracle_from_dir
 from support import write_text
 
 from music_assets.core.engines import SparkEngine
+from music_assets.core.report import ValidationReport
 from music_assets.core.settings import Settings
 from music_assets.core.sql import render
+from music_assets.core.status import BatchStatus, Verdict
 from music_assets.tools import dry_run
 from music_assets.tools.sample_data import GeneratedDataset, generate_dataset
 
@@ -60,10 +62,8 @@ def parity(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     return Parity(request.param, data_dir, generated, oracle_from_dir(data_dir), runs)
 
 
-def _file_view(report: dict[str, Any]) -> dict[str, tuple[str, int, int, int]]:
-    return {
-        f["key"]: (f["status"].lower(), f["data_rows"], f["valid_rows"], f["rejected_rows"]) for f in report["files"]
-    }
+def _file_view(report: ValidationReport) -> dict[str, tuple[str, int, int, int]]:
+    return {f.key: (f.status.value.lower(), f.data_rows, f.valid_rows, f.rejected_rows) for f in report.files}
 
 
 def test_kpi_exports_identical_on_both_engines_and_equal_to_oracle(parity: Parity) -> None:
@@ -79,29 +79,29 @@ def test_kpi_exports_identical_on_both_engines_and_equal_to_oracle(parity: Parit
 def test_batch_status_and_per_file_reports_match_oracle(parity: Parity) -> None:
     expected = {key: (f.status, f.data_rows, f.valid_rows, f.rejected_rows) for key, f in parity.oracle.files.items()}
     for name, run in parity.runs.items():
-        assert run.report["overall_status"] == parity.oracle.overall_status, name
+        assert run.report.overall_status == parity.oracle.overall_status, name
         assert _file_view(run.report) == expected, name
         saved = json.loads(run.outputs["report"].read_text(encoding="utf-8"))
-        assert _file_view(saved) == expected, name
+        assert _file_view(ValidationReport.from_dict(saved)) == expected, name
 
 
 def test_per_file_reports_match_generator_row_counts_and_dirty_cases(parity: Parity) -> None:
     report = parity.runs["duckdb"].report
     assert _file_view(report) == _file_view(parity.runs["spark"].report)
-    files = {f["key"]: f for f in report["files"]}
+    files = {f.key: f for f in report.files}
     cases = json.loads((parity.data_dir / "dirty_cases.json").read_text("utf-8")) if parity.flavour == "dirty" else []
     quarantined = {c["path"] for c in cases if c["expected"] == "quarantined"}
     for key, rows in parity.generated.row_counts.items():
         if key not in quarantined:
-            assert files[key]["status"] == "ACCEPTED", key
-            assert files[key]["data_rows"] == rows, key
-            assert files[key]["valid_rows"] + files[key]["rejected_rows"] == rows, key
+            assert files[key].accepted, key
+            assert files[key].data_rows == rows, key
+            assert files[key].valid_rows + files[key].rejected_rows == rows, key
     if parity.flavour == "clean":
-        assert report["overall_status"] == "PASSED"
-        assert all(f["rejected_rows"] == 0 for f in report["files"])
+        assert report.overall_status is BatchStatus.PASSED
+        assert all(f.rejected_rows == 0 for f in report.files)
         return
-    assert report["overall_status"] == "PASSED_WITH_QUARANTINE"
-    skipped = {s["key"] for s in report["skipped_files"]}
+    assert report.overall_status is BatchStatus.PASSED_WITH_QUARANTINE
+    skipped = {s.key for s in report.skipped_files}
     assert {c["expected"] for c in cases} >= {"quarantined", "rejected_rows", "nulled_user_age", "accepted", "skipped"}
     for case in cases:
         path, expected = case["path"], case["expected"]
@@ -110,21 +110,21 @@ def test_per_file_reports_match_generator_row_counts_and_dirty_cases(parity: Par
             continue
         entry = files[path]
         if expected == "quarantined":
-            assert entry["status"] == "QUARANTINED", path
-            assert entry["rule"].split("-")[0] == case["rule"].split()[0], (path, entry["rule"])
-            assert path in entry["error"]
-            if entry["rule"].startswith("V5"):
-                assert (entry["data_rows"], entry["rejected_rows"]) == (case["data_rows"], case["affected_rows"])
+            assert entry.status is Verdict.QUARANTINED, path
+            assert entry.rule.split("-")[0] == case["rule"].split()[0], (path, entry.rule)
+            assert path in entry.error
+            if entry.rule.startswith("V5"):
+                assert (entry.data_rows, entry.rejected_rows) == (case["data_rows"], case["affected_rows"])
             continue
-        assert entry["status"] == "ACCEPTED", path
-        assert entry["data_rows"] == case["data_rows"], path
+        assert entry.accepted, path
+        assert entry.data_rows == case["data_rows"], path
         if expected == "rejected_rows":
-            assert entry["rejected_rows"] == case["affected_rows"], path
+            assert entry.rejected_rows == case["affected_rows"], path
         elif expected == "nulled_user_age":
-            assert entry["nulled_user_age"] == case["affected_rows"], path
+            assert entry.nulled_user_age == case["affected_rows"], path
         else:
             assert expected == "accepted"
-            assert (entry["valid_rows"], entry["rejected_rows"]) == (case["data_rows"], 0), path
+            assert (entry.valid_rows, entry.rejected_rows) == (case["data_rows"], 0), path
 
 
 def test_event_counts_match_oracle(parity: Parity) -> None:
@@ -152,7 +152,7 @@ def _processed_files(run: dry_run.DryRunResult) -> dict[tuple[str, str], list[Pa
                 for name, _, value in (p.partition("=") for p in path.relative_to(root).parts[:-1])
             }
             assert set(parts) == {"date", "batch_id", "genre"}, path
-            assert parts["batch_id"] == run.report["batch_id"]
+            assert parts["batch_id"] == run.report.batch_id
             found.setdefault((parts["date"], parts["genre"]), []).append(path)
     return found
 

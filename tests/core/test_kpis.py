@@ -26,8 +26,10 @@ from support import write_text
 from music_assets.core import kpis as core_kpis
 from music_assets.core.engines import DuckDBEngine
 from music_assets.core.kpis import average_per_user, export_from_items, to_dynamodb_items
-from music_assets.core.pipeline import PROCEED_STATUSES, compute_daily_kpis, plan_batch, process_batch, validate_batch
+from music_assets.core.pipeline import compute_daily_kpis, plan_batch, process_batch, validate_batch
+from music_assets.core.report import ValidationReport
 from music_assets.core.settings import Settings
+from music_assets.core.status import BatchStatus
 from music_assets.core.storage import LocalStore
 from music_assets.tools.dry_run import DryRunResult
 from music_assets.tools.sample_data import generate_dataset
@@ -140,7 +142,8 @@ def duckdb_spec_run(spec_data: Path, tmp_path_factory: pytest.TempPathFactory) -
 
 
 def test_spec_cases_equal_the_oracle(spec_run: SpecRun) -> None:
-    assert spec_run.result.report["overall_status"] == spec_run.oracle.overall_status == "PASSED"
+    assert spec_run.result.report.overall_status is BatchStatus.PASSED
+    assert spec_run.oracle.overall_status == spec_run.result.report.overall_status
     assert spec_run.result.export == spec_run.oracle.export
 
 
@@ -251,7 +254,7 @@ def test_k5_average_is_exact_for_very_large_totals() -> None:
 
 @dataclass
 class Batch:
-    report: dict[str, Any]
+    report: ValidationReport
     processing: Any
     export: dict[str, Any]
 
@@ -275,7 +278,7 @@ class Pipeline:
         )
         manifest = plan_batch(batch_id, s.raw_data_bucket, store.list(s.raw_data_bucket))
         report = validate_batch(store, s, manifest, keep_raw=True)
-        assert report["overall_status"] in PROCEED_STATUSES, report["failure_reasons"]
+        assert report.proceeds, report.failure_reasons
         with DuckDBEngine() as engine:
             processing = process_batch(store, s, engine, report)
             kpis = compute_daily_kpis(store, s, engine, processing.dates)

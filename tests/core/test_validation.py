@@ -17,7 +17,8 @@ from support import FIXTURES, REPO_ROOT
 
 from music_assets.core import validation
 from music_assets.core.contracts import STREAMS
-from music_assets.core.validation import ACCEPTED, QUARANTINED, SourceReadError, validate_file
+from music_assets.core.status import Verdict
+from music_assets.core.validation import SourceReadError, validate_file
 
 STREAMS_HEADER = "user_id,track_id,listen_time\n"
 SONGS_HEADER = "id,track_id,artists,album_name,track_name,popularity,duration_ms,explicit,track_genre\n"
@@ -49,7 +50,7 @@ def test_v1_rfc4180_quotes_commas_doubled_quotes_newlines_bom_crlf(tmp_path):
         + '2,T2,C,"Multi\nline",Plain,5,100000,True,rock\r\n'
     )
     result, valid, _ = run(tmp_path, data, "songs", max_rejected_row_ratio=0)
-    assert result.status == ACCEPTED and result.valid_rows == 2
+    assert result.status is Verdict.ACCEPTED and result.valid_rows == 2
     assert valid[0]["track_name"] == 'Hello, "World"'
     assert valid[1]["album_name"] == "Multi\nline"
     assert valid[0]["duration_ms"] == 200000 and valid[0]["id"] == 1
@@ -58,7 +59,7 @@ def test_v1_rfc4180_quotes_commas_doubled_quotes_newlines_bom_crlf(tmp_path):
 def test_v2_header_order_free_blanks_stripped_extra_columns_ignored(tmp_path):
     data = " listen_time , extra ,user_id,track_id\n2024-06-25 10:00:00,x,1,A\n"
     result, valid, _ = run(tmp_path, data)
-    assert result.status == ACCEPTED
+    assert result.status is Verdict.ACCEPTED
     assert result.ignored_columns == ["extra"]
     assert valid[0]["user_id"] == 1 and valid[0]["track_id"] == "A"
 
@@ -82,7 +83,7 @@ def test_v2_header_order_free_blanks_stripped_extra_columns_ignored(tmp_path):
 )
 def test_v2_files_invalid_as_a_whole_are_quarantined_with_rule_and_file(tmp_path, data, rule, message):
     result, _, _ = run(tmp_path, data, key="streams/bad file.csv")
-    assert result.status == QUARANTINED
+    assert result.status is Verdict.QUARANTINED
     assert result.rule == rule
     assert message in result.error
     assert result.error.startswith("streams/bad file.csv:")
@@ -90,7 +91,7 @@ def test_v2_files_invalid_as_a_whole_are_quarantined_with_rule_and_file(tmp_path
 
 def test_v2_header_only_file_is_valid_with_no_rows(tmp_path):
     result, valid, _ = run(tmp_path, STREAMS_HEADER)
-    assert (result.status, result.data_rows, valid) == (ACCEPTED, 0, [])
+    assert (result.status, result.data_rows, valid) == (Verdict.ACCEPTED, 0, [])
 
 
 @pytest.mark.parametrize(
@@ -124,7 +125,7 @@ def test_v2_header_only_file_is_valid_with_no_rows(tmp_path):
 def test_v3_bad_stream_rows_are_rejected_with_their_rule(tmp_path, row, rule):
     data = STREAMS_HEADER + "\n".join(["7,OK,2024-06-25 09:00:00"] * 3 + [row] + ["8,OK,2024-06-25 09:30:00"]) + "\n"
     result, valid, rejected = run(tmp_path, data, max_rejected_row_ratio=1)
-    assert result.status == ACCEPTED
+    assert result.status is Verdict.ACCEPTED
     assert (result.valid_rows, result.rejected_rows) == (4, 1)
     assert result.reject_reasons == {rule: 1}
     assert rejected[0]["_rule"] == rule and rejected[0]["_row_number"] == "4"
@@ -315,9 +316,9 @@ def test_v4_users_signed_ages_are_integers(tmp_path):
 def test_v5_threshold_quarantines_a_likely_broken_export(tmp_path):
     good = ["1,T,2024-06-25 10:00:00"] * 19
     accepted, _, _ = run(tmp_path, STREAMS_HEADER + "\n".join(good + ["x,T,2024-06-25 10:00:00"]) + "\n")
-    assert accepted.status == ACCEPTED and accepted.rejected_rows == 1
+    assert accepted.status is Verdict.ACCEPTED and accepted.rejected_rows == 1
     broken, _, _ = run(tmp_path, STREAMS_HEADER + "\n".join(good[:18] + ["x,T,y"] * 2) + "\n")
-    assert broken.status == QUARANTINED and broken.rule == "V5-too-many-rejected-rows"
+    assert broken.status is Verdict.QUARANTINED and broken.rule == "V5-too-many-rejected-rows"
     assert "2 of 20 data rows are invalid" in broken.error
 
 
@@ -328,13 +329,13 @@ def test_gzip_input_and_decompression_cap(tmp_path):
     bomb, _, _ = run(tmp_path, data, key="streams/a.csv.gz", max_decompressed_bytes=10_000)
     assert bomb.rule == "V2-too-large"
     broken, _, _ = run(tmp_path, b"not gzip at all", key="streams/b.csv.gz")
-    assert broken.status == QUARANTINED
+    assert broken.status is Verdict.QUARANTINED
 
 
 def test_real_lab_streams_and_users_files_are_clean(tmp_path):
     streams = (FIXTURES / "realdata" / "streams1_head2000.csv").read_bytes()
     result, valid, _ = run(tmp_path, streams)
-    assert (result.status, result.valid_rows, result.rejected_rows) == (ACCEPTED, 2000, 0)
+    assert (result.status, result.valid_rows, result.rejected_rows) == (Verdict.ACCEPTED, 2000, 0)
     assert valid[0]["user_id"] == 26213 and valid[0]["track_id"] == "4dBa8T7oDV9WvGr7kVS4Ez"
     users = (FIXTURES / "realdata" / "users_head1000.csv").read_bytes()
     result, valid, _ = run(tmp_path, users, "users")

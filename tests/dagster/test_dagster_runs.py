@@ -15,6 +15,8 @@ from oracle.kpi_oracle import oracle_from_dir
 from music_assets.core import aws, layout
 from music_assets.core.batch_document import BatchDocuments
 from music_assets.core.engines import local_spark_conf
+from music_assets.core.report import SkippedFile, ValidationReport
+from music_assets.core.status import BatchStatus, FileStatus, Verdict
 from music_assets.defs.mapping import STEP_RETRIES
 from music_assets.defs.partitions import BATCH_PARTITIONS_NAME
 from music_assets.defs.resources import EngineResource
@@ -31,7 +33,7 @@ ALL_ASSETS = {
     "archived_raw_files",
 }
 DOWNSTREAM_STEPS = {"batch_processing", "daily_genre_kpis", "archived_raw_files"}
-ORACLE_STATUS = {"accepted": "ACCEPTED", "quarantined": "QUARANTINED"}
+ORACLE_STATUS = {"accepted": Verdict.ACCEPTED, "quarantined": Verdict.QUARANTINED}
 
 
 def _events(instance: DagsterInstance, run_id: str, event_type: str) -> list[Any]:
@@ -73,31 +75,32 @@ def write(path: Path, text: str) -> None:
     path.write_text(text, encoding="utf-8", newline="")
 
 
-def assert_rows_accounted(report: dict[str, Any], oracle_files: dict[str, Any]) -> None:
+def assert_rows_accounted(report: ValidationReport | None, oracle_files: dict[str, Any]) -> None:
     """Each file has the oracle's status and row counts; accepted files split every row into valid or rejected."""
-    assert {entry["key"] for entry in report["files"]} == set(oracle_files)
-    for entry in report["files"]:
-        expected = oracle_files[entry["key"]]
-        assert entry["status"] == ORACLE_STATUS[expected.status], entry["key"]
-        assert entry["data_rows"] == expected.data_rows, entry["key"]
-        if entry["status"] == "ACCEPTED":
-            assert (entry["valid_rows"], entry["rejected_rows"]) == (expected.valid_rows, expected.rejected_rows)
-            assert entry["valid_rows"] + entry["rejected_rows"] == entry["data_rows"]
+    assert report is not None
+    assert {entry.key for entry in report.files} == set(oracle_files)
+    for entry in report.files:
+        expected = oracle_files[entry.key]
+        assert entry.status is ORACLE_STATUS[expected.status], entry.key
+        assert entry.data_rows == expected.data_rows, entry.key
+        if entry.accepted:
+            assert (entry.valid_rows, entry.rejected_rows) == (expected.valid_rows, expected.rejected_rows)
+            assert entry.valid_rows + entry.rejected_rows == entry.data_rows
 
 
 def assert_archived(lake: Lake, outcome: BatchRunOutcome) -> None:
     """Accepted files are archived and gone from raw; the tracker ends every file in a final state."""
     assert outcome.report is not None
     settings = lake.settings
-    accepted = [e for e in outcome.report["files"] if e["status"] == "ACCEPTED"]
+    accepted = [e for e in outcome.report.files if e.accepted]
     archived = lake.keys(settings.archive_bucket)
-    assert sorted(key.split("/", 4)[4] for key in archived) == sorted(e["key"] for e in accepted)
-    assert not set(lake.keys(settings.raw_data_bucket)) & {e["key"] for e in outcome.report["files"]}
+    assert sorted(key.split("/", 4)[4] for key in archived) == sorted(e.key for e in accepted)
+    assert not set(lake.keys(settings.raw_data_bucket)) & {e.key for e in outcome.report.files}
     items = lake.tracker_items()
-    for entry in outcome.report["files"]:
-        expected = "ARCHIVED" if entry["status"] == "ACCEPTED" else "QUARANTINED"
-        assert items[(entry["key"], entry["etag"])]["status"] == expected
-        assert items[(entry["key"], entry["etag"])]["batch_id"] == outcome.batch_id
+    for entry in outcome.report.files:
+        expected = FileStatus.ARCHIVED if entry.accepted else FileStatus.QUARANTINED
+        assert items[(entry.key, entry.etag)]["status"] == expected
+        assert items[(entry.key, entry.etag)]["batch_id"] == outcome.batch_id
 
 
 def test_clean_batch_passes_and_kpis_equal_the_oracle(lake: Lake, tmp_path: Path) -> None:
@@ -112,7 +115,7 @@ def test_clean_batch_passes_and_kpis_equal_the_oracle(lake: Lake, tmp_path: Path
     assert materialized(lake.instance, str(outcome.run_id)) == ALL_ASSETS
     oracle = oracle_from_dir(data)
     assert outcome.export == oracle.export
-    assert_rows_accounted(outcome.report or {}, oracle.files)
+    assert_rows_accounted(outcome.report, oracle.files)
     assert_archived(lake, outcome)
     processed = latest_metadata(lake.instance, "processed_streams", str(outcome.batch_id))
     assert processed["events_duplicates_removed"] == oracle.duplicates_removed
@@ -140,23 +143,24 @@ def test_dirty_batch_passes_with_quarantine_and_accounts_for_every_row(lake: Lak
     outcome = lake.run()
 
     assert outcome.success and outcome.status == "PASSED_WITH_QUARANTINE"
-    report = outcome.report or {}
+    report = outcome.report
+    assert report is not None
     oracle = oracle_from_dir(data)
-    assert oracle.overall_status == "PASSED_WITH_QUARANTINE"
+    assert oracle.overall_status == BatchStatus.PASSED_WITH_QUARANTINE
     assert outcome.export == oracle.export
     csv_files = {key: value for key, value in oracle.files.items() if layout.is_csv_key(key)}
     assert_rows_accounted(report, csv_files)
-    assert [s["key"] for s in report["skipped_files"]] == ["streams/README.txt"]
+    assert [s.key for s in report.skipped_files] == ["streams/README.txt"]
     assert_archived(lake, outcome)
     quarantine = set(lake.keys(lake.settings.quarantine_bucket))
-    for entry in report["files"]:
-        if entry["status"] == "QUARANTINED":
-            assert {entry["quarantine_key"], entry["quarantine_key"] + ".error.json"} <= quarantine
-        elif entry["rejected_rows"]:
-            assert entry["rejected_rows_key"] in quarantine
+    for entry in report.files:
+        if entry.status is Verdict.QUARANTINED:
+            assert {entry.quarantine_key, entry.quarantine_key + ".error.json"} <= quarantine
+        elif entry.rejected_rows:
+            assert entry.rejected_rows_key in quarantine
     metadata = latest_metadata(lake.instance, "validation_report", str(outcome.batch_id))
     assert metadata["overall_status"] == "PASSED_WITH_QUARANTINE"
-    assert metadata["rows_rejected"] == report["summary"]["rejected_rows"]
+    assert metadata["rows_rejected"] == report.summary.rejected_rows
     assert "dirty_missing_column.csv" in metadata["quarantined_files"]
     assert metadata["report_path"].endswith(layout.report_key(str(outcome.batch_id)))
     assert check_evaluation(lake.instance, str(outcome.run_id)).passed
@@ -188,9 +192,8 @@ def test_no_new_files(lake: Lake) -> None:
     outcome = lake.run()
 
     assert outcome.success and outcome.status == "NO_NEW_FILES"
-    assert (outcome.report or {})["skipped_files"] == [
-        {"key": "streams/notes.txt", "reason": "not a .csv or .csv.gz file"}
-    ]
+    assert outcome.report is not None
+    assert outcome.report.skipped_files == [SkippedFile("streams/notes.txt", "not a .csv or .csv.gz file")]
     assert materialized(lake.instance, str(outcome.run_id)) == {"validation_report"}
     assert skipped_steps(lake.instance, str(outcome.run_id)) == DOWNSTREAM_STEPS
     assert check_evaluation(lake.instance, str(outcome.run_id)).passed
@@ -210,7 +213,7 @@ def test_two_batches_of_the_same_date_give_the_kpis_of_all_their_events(lake: La
     second = lake.run()
 
     assert first.success and second.success and first.batch_id != second.batch_id
-    assert [e["key"] for e in (second.report or {})["files"]] == ["streams/second.csv"]
+    assert second.report is not None and [e.key for e in second.report.files] == ["streams/second.csv"]
     assert second.export == oracle_from_dir(union).export
     pop = next(row for row in second.export["daily_genre_kpis"] if row["genre"] == "pop")
     assert pop["listen_count"] == 4  # 3 from the first batch, 1 from the second; its duplicate counts once

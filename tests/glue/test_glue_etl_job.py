@@ -75,7 +75,7 @@ def reference(dirty_data: Path, tmp_path_factory: pytest.TempPathFactory) -> dic
         processing = process_batch(store, settings, engine, report)
         kpis = compute_daily_kpis(store, settings, engine, processing.dates)
     return {
-        "report": report,
+        "report": report.to_dict(),
         "processed": _processed_rows(store, "processed", out / "download"),
         "items": to_dynamodb_items(kpis, batch_id=BATCH, computed_at=""),
     }

@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 from glue.glue_harness import GlueWorld
@@ -15,12 +14,16 @@ from support import REPO_ROOT
 
 from music_assets.core import aws, layout
 from music_assets.core.metrics import ETL_NAMESPACE, VALIDATION_NAMESPACE
+from music_assets.core.report import ValidationReport
+from music_assets.core.status import BatchStatus, FileStatus
 
 SCRIPT = REPO_ROOT / "glue_scripts" / "music_streaming_validation.py"
 
 
-def _report(world: GlueWorld, batch_id: str) -> dict[str, Any]:
-    return world.store.get_json(world.settings.processed_bucket, layout.report_key(batch_id))
+def _report(world: GlueWorld, batch_id: str) -> ValidationReport:
+    return ValidationReport.from_dict(
+        world.store.get_json(world.settings.processed_bucket, layout.report_key(batch_id))
+    )
 
 
 def _statuses(world: GlueWorld) -> dict[str, str]:
@@ -33,20 +36,18 @@ def test_dirty_batch_is_validated_claimed_and_quarantined(world: GlueWorld, dirt
     assert world.validate("batch-dirty") == 0
 
     report = _report(world, "batch-dirty")
-    assert report["overall_status"] == "PASSED_WITH_QUARANTINE"
-    assert {f["key"] for f in report["files"]} | {s["key"] for s in report["skipped_files"]} == {
-        i.key for i in uploaded
-    }
-    assert [s["key"] for s in report["skipped_files"]] == ["streams/README.txt"]
+    assert report.overall_status is BatchStatus.PASSED_WITH_QUARANTINE
+    assert {f.key for f in report.files} | {s.key for s in report.skipped_files} == {i.key for i in uploaded}
+    assert [s.key for s in report.skipped_files] == ["streams/README.txt"]
     statuses = _statuses(world)
-    for entry in report["files"]:
-        expected = "VALIDATED" if entry["status"] == "ACCEPTED" else "QUARANTINED"
-        assert statuses[entry["key"]] == expected, entry["key"]
-    quarantined = [f for f in report["files"] if f["status"] != "ACCEPTED"]
+    for entry in report.files:
+        expected = FileStatus.VALIDATED if entry.accepted else FileStatus.QUARANTINED
+        assert statuses[entry.key] == expected, entry.key
+    quarantined = [f for f in report.files if not f.accepted]
     assert quarantined and all(
-        world.store.head(world.settings.quarantine_bucket, f["quarantine_key"]) for f in quarantined
+        world.store.head(world.settings.quarantine_bucket, f.quarantine_key) for f in quarantined
     )
-    assert all(world.store.head(world.settings.raw_data_bucket, f["key"]) is None for f in quarantined)
+    assert all(world.store.head(world.settings.raw_data_bucket, f.key) is None for f in quarantined)
 
 
 def test_stream_events_without_songs_are_a_failed_report_not_a_crash(world: GlueWorld, dirty_data: Path) -> None:
@@ -55,9 +56,9 @@ def test_stream_events_without_songs_are_a_failed_report_not_a_crash(world: Glue
     assert world.validate("batch-no-songs") == 0
 
     report = _report(world, "batch-no-songs")
-    assert report["overall_status"] == "FAILED"
-    assert "no songs reference" in report["failure_reasons"][0]
-    item = world.tracker.get("streams/streams1.csv", report["files"][0]["etag"])
+    assert report.overall_status is BatchStatus.FAILED
+    assert "no songs reference" in report.failure_reasons[0]
+    item = world.tracker.get("streams/streams1.csv", report.files[0].etag)
     assert item["status"] == "FAILED" and "resumed on its own once a songs file has been processed" in item["error"]
     metrics = aws.cloudwatch_client(world.settings).list_metrics()["Metrics"]
     names = {(m["Namespace"], m["MetricName"]) for m in metrics}
@@ -75,15 +76,15 @@ def test_failed_batch_reruns_under_its_id_with_its_own_manifest_once_songs_exist
     assert world.validate("batch-retry") == 0
 
     report = _report(world, "batch-retry")
-    assert report["overall_status"] == "PASSED"
-    assert [f["key"] for f in report["files"]] == ["streams/streams1.csv"]
+    assert report.overall_status is BatchStatus.PASSED
+    assert [f.key for f in report.files] == ["streams/streams1.csv"]
     assert _statuses(world) == {"streams/streams1.csv": "VALIDATED"}
 
 
 def test_empty_raw_bucket_is_no_new_files(world: GlueWorld) -> None:
     assert world.validate("batch-empty") == 0
     report = _report(world, "batch-empty")
-    assert (report["overall_status"], report["files"]) == ("NO_NEW_FILES", [])
+    assert (report.overall_status, report.files) == (BatchStatus.NO_NEW_FILES, [])
 
 
 def test_conf_files_are_taken_as_they_are_now(world: GlueWorld, dirty_data: Path) -> None:
@@ -98,8 +99,8 @@ def test_conf_files_are_taken_as_they_are_now(world: GlueWorld, dirty_data: Path
     assert world.validate("batch-conf", files_json=json.dumps(files)) == 0
 
     report = _report(world, "batch-conf")
-    assert [f["key"] for f in report["files"]] == [songs.key]
-    reasons = {s["key"]: s["reason"] for s in report["skipped_files"]}
+    assert [f.key for f in report.files] == [songs.key]
+    reasons = {s.key: s.reason for s in report.skipped_files}
     assert "replaced since the event" in reasons[users.key]
     assert "no longer in the raw bucket" in reasons["streams/gone.csv"]
     assert "is not the raw bucket" in reasons["streams/x.csv"]
@@ -113,12 +114,12 @@ def test_a_file_claimed_by_another_batch_is_left_to_it(world: GlueWorld, dirty_d
     assert world.validate("batch-second") == 0
 
     report = _report(world, "batch-second")
-    assert report["overall_status"] == "NO_NEW_FILES"
+    assert report.overall_status is BatchStatus.NO_NEW_FILES
     assert world.tracker.get(songs.key, songs.etag)["batch_id"] == "batch-first"
 
     files = [{"bucket": world.settings.raw_data_bucket, "key": songs.key, "etag": songs.etag}]
     assert world.validate("batch-third", files_json=json.dumps(files)) == 0  # the Lambda asked for it by name
-    reasons = {s["key"]: s["reason"] for s in _report(world, "batch-third")["skipped_files"]}
+    reasons = {s.key: s.reason for s in _report(world, "batch-third").skipped_files}
     assert reasons == {songs.key: f"version {songs.etag} is already tracked (another batch took it)"}
 
 

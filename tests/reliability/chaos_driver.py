@@ -317,7 +317,7 @@ def drive(spec: dict[str, Any]) -> dict[str, Any]:
         "failed_steps": outcome.failed_steps,
         "skip_reason": outcome.skip_reason,
         "export": outcome.export,
-        "report": outcome.report,
+        "report": outcome.report.to_dict() if outcome.report else None,
         "faults": None if faults is None else {"injected": faults.injected, "calls": faults.calls},
         "seconds": round(time.perf_counter() - started, 2),
     }

@@ -32,8 +32,9 @@ import music_assets.core.orchestration as orchestration
 from music_assets.core import aws, layout
 from music_assets.core.batch_document import BatchDocuments
 from music_assets.core.kpi_store import read_kpi_items
+from music_assets.core.report import ValidationReport
 from music_assets.core.settings import Settings
-from music_assets.core.status import BatchStatus
+from music_assets.core.status import FileStatus
 from music_assets.core.storage import S3Store
 from music_assets.core.tracker import FileTracker
 from music_assets.defs.mapping import STEP_RETRIES
@@ -183,9 +184,10 @@ def run_dag(world: GlueWorld, batch_id: str, spark: Any, faults: WriteFaults, **
         else:
             return DagRun(batch_id, task_id, status, attempts)
         if job == "validation":
-            report = world.store.get_json(world.settings.processed_bucket, layout.report_key(batch_id))
-            status = report["overall_status"]
-            if not BatchStatus(status).proceeds:
+            stored = world.store.get_json(world.settings.processed_bucket, layout.report_key(batch_id))
+            report = ValidationReport.from_dict(stored)
+            status = report.overall_status.value
+            if not report.proceeds:
                 return DagRun(batch_id, None, status, attempts)
     return DagRun(batch_id, None, status, attempts)
 
@@ -286,7 +288,7 @@ def differences(left: dict[str, Any], right: dict[str, Any]) -> list[str]:
 def unfinished_files(settings: Settings) -> list[str]:
     """Tracker items not ARCHIVED or QUARANTINED."""
     tracker = FileTracker(aws.dynamodb_resource(settings).Table(settings.file_tracker_table_name))
-    return [f"{i['file_key']} {i['status']}" for i in tracker.items() if i["status"] not in ("ARCHIVED", "QUARANTINED")]
+    return [f"{i['file_key']} {i['status']}" for i in tracker.items() if not FileStatus(i["status"]).terminal]
 
 
 def metric_totals(settings: Settings) -> dict[str, float]:

@@ -19,6 +19,7 @@ from oracle.kpi_oracle import oracle_from_dir
 
 from music_assets.core import layout
 from music_assets.core.engines import DuckDBEngine
+from music_assets.core.report import FileEntry, ValidationReport
 from music_assets.core.settings import Settings
 from music_assets.core.tables import ensure_buckets, ensure_tables
 from music_assets.tools.audit import AuditResult, audit
@@ -162,12 +163,12 @@ def account(lake: Lake, ledger: Ledger) -> Accounting:
     }
     accounting.rows_in = sum(expected_rows.values())
 
-    seen: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    seen: dict[tuple[str, str], list[FileEntry]] = {}
     for info in lake.store.list(lake.settings.processed_bucket, "validation_results/"):
         if info.key.endswith("validation_report.json"):
-            report = lake.store.get_json(lake.settings.processed_bucket, info.key)
-            for entry in report["files"]:
-                seen.setdefault((entry["key"], entry["etag"]), []).append(entry)
+            report = ValidationReport.from_dict(lake.store.get_json(lake.settings.processed_bucket, info.key))
+            for entry in report.files:
+                seen.setdefault((entry.key, entry.etag), []).append(entry)
     for version, rows in expected_rows.items():
         entries = seen.get(version, [])
         if not entries:
@@ -176,9 +177,8 @@ def account(lake: Lake, ledger: Ledger) -> Accounting:
             continue
         accounting.rows_double += rows * (len(entries) - 1)
         entry = entries[0]
-        accepted = entry["status"] == "ACCEPTED"
-        accounted = entry["valid_rows"] + entry["rejected_rows"] if accepted else entry["data_rows"]
-        if accounted < rows and entry.get("rule") != "V1-malformed-csv":
+        accounted = entry.valid_rows + entry.rejected_rows if entry.accepted else entry.data_rows
+        if accounted < rows and entry.rule != "V1-malformed-csv":
             accounting.rows_lost += rows - accounted
             accounting.problems.append(f"{version}: {rows} data rows uploaded, {accounted} accounted for")
 

@@ -17,6 +17,7 @@ from reliability_support import SMALL_BATCH, Ledger, account, fresh_settings
 
 from music_assets.core import layout
 from music_assets.core.engines import DuckDBEngine
+from music_assets.core.report import FileEntry, ValidationReport
 from music_assets.tools.audit import AuditResult, audit
 
 
@@ -45,8 +46,8 @@ def report_of(lake: Lake) -> tuple[str, dict[str, Any]]:
     return key, lake.store.get_json(lake.settings.processed_bucket, key)
 
 
-def entry(lake: Lake, raw_key: str) -> dict[str, Any]:
-    return next(e for e in report_of(lake)[1]["files"] if e["key"] == raw_key)
+def entry(lake: Lake, raw_key: str) -> FileEntry:
+    return next(e for e in ValidationReport.from_dict(report_of(lake)[1]).files if e.key == raw_key)
 
 
 def archive_key_of(lake: Lake, raw_key: str) -> str:
@@ -184,7 +185,7 @@ def test_rows_that_do_not_add_up_are_reported(settled: tuple[Lake, Ledger]) -> N
 
 def test_staged_rows_that_differ_from_the_valid_rows_are_reported(settled: tuple[Lake, Ledger]) -> None:
     lake, _ = settled
-    staging = entry(lake, "streams/day2.csv")["staging_key"]
+    staging = str(entry(lake, "streams/day2.csv").staging_key)
     bucket = lake.settings.processed_bucket
 
     def plant() -> Callable[[], None]:
@@ -249,7 +250,7 @@ def test_a_tracker_status_that_contradicts_the_report_is_reported(settled: tuple
 def test_a_quarantined_file_without_its_reason_is_reported(settled: tuple[Lake, Ledger]) -> None:
     lake, _ = settled
     bucket = lake.settings.quarantine_bucket
-    key = entry(lake, "streams/broken.csv")["quarantine_key"] + ".error.json"
+    key = f"{entry(lake, 'streams/broken.csv').quarantine_key}.error.json"
 
     def plant() -> Callable[[], None]:
         body = lake.store.get_bytes(bucket, key) or b""

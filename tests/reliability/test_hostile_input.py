@@ -23,6 +23,8 @@ from reliability_support import STREAMS_A, STREAMS_B, Ledger, account, record
 from music_assets.core import layout
 from music_assets.core.layout import InvalidBatchId
 from music_assets.core.pipeline import plan_batch
+from music_assets.core.report import FileEntry
+from music_assets.core.status import Verdict
 from music_assets.defs.partitions import BATCH_PARTITIONS_NAME
 from music_assets.tools.sample_data import generate_dataset
 
@@ -59,14 +61,14 @@ def outcome_of(lake: Lake) -> Any:
     return outcome
 
 
-def assert_quarantined_with_reason(lake: Lake, entry: dict[str, Any], rule: str) -> None:
+def assert_quarantined_with_reason(lake: Lake, entry: FileEntry, rule: str) -> None:
     """The report names file and rule; the copy and its .error.json are in quarantine."""
-    assert entry["status"] == "QUARANTINED" and entry["rule"] == rule, (entry["key"], entry["rule"], entry["error"])
-    assert entry["error"].startswith(f"{entry['key']}: ") and entry["error"].endswith(f"[{rule}]"), entry["error"]
+    assert entry.status is Verdict.QUARANTINED and entry.rule == rule, (entry.key, entry.rule, entry.error)
+    assert entry.error.startswith(f"{entry.key}: ") and entry.error.endswith(f"[{rule}]"), entry.error
     bucket = lake.settings.quarantine_bucket
-    assert lake.store.head(bucket, entry["quarantine_key"]) is not None
-    error = lake.store.get_json(bucket, entry["quarantine_key"] + ".error.json")
-    assert error["rule"] == rule and error["source"].endswith("/" + entry["key"]) and error["etag"] == entry["etag"]
+    assert lake.store.head(bucket, entry.quarantine_key) is not None
+    error = lake.store.get_json(bucket, entry.quarantine_key + ".error.json")
+    assert error["rule"] == rule and error["source"].endswith("/" + entry.key) and error["etag"] == entry.etag
 
 
 def test_every_bad_input_case_of_the_spec_is_quarantined_or_rejected_and_the_good_files_count(
@@ -80,23 +82,23 @@ def test_every_bad_input_case_of_the_spec_is_quarantined_or_rejected_and_the_goo
     outcome = outcome_of(lake)
 
     assert outcome.status == "PASSED_WITH_QUARANTINE"
-    files = {e["key"]: e for e in outcome.report["files"]}
+    files = {e.key: e for e in outcome.report.files}
     for case in generated.dirty_cases:
         if case.expected == "skipped":
-            assert case.path in {s["key"] for s in outcome.report["skipped_files"]}
+            assert case.path in {s.key for s in outcome.report.skipped_files}
             continue
         entry = files[case.path]
         if case.expected == "quarantined":
-            assert_quarantined_with_reason(lake, entry, entry["rule"])
-            assert entry["rule"].split("-")[0] == case.rule.split()[0], (case.path, case.rule, entry["rule"])
+            assert_quarantined_with_reason(lake, entry, entry.rule)
+            assert entry.rule.split("-")[0] == case.rule.split()[0], (case.path, case.rule, entry.rule)
         else:
-            assert entry["status"] == "ACCEPTED", (case.path, entry["error"])
+            assert entry.accepted, (case.path, entry.error)
             if case.expected == "nulled_user_age":
-                assert entry["nulled_user_age"] == case.affected_rows, case.path
+                assert entry.nulled_user_age == case.affected_rows, case.path
             rejected = sum(
                 c.affected_rows for c in generated.dirty_cases if c.path == case.path and c.expected == "rejected_rows"
             )
-            assert entry["rejected_rows"] == rejected, case.path
+            assert entry.rejected_rows == rejected, case.path
     accounting = account(lake, ledger)
     record(
         chaos_record,
@@ -138,15 +140,15 @@ def test_hostile_files_are_quarantined_with_their_rule_and_the_good_files_of_the
     outcome = outcome_of(lake)
 
     assert outcome.status == "PASSED_WITH_QUARANTINE"
-    files = {e["key"]: e for e in outcome.report["files"]}
+    files = {e.key: e for e in outcome.report.files}
     for key, (_, rule) in HOSTILE_CONTENT.items():
         assert_quarantined_with_reason(lake, files[key], rule)
-    assert "longer than CHUNK_SIZE_BYTES" in files["streams/huge_field.csv"]["error"]
-    assert "after decompression" in files["streams/bomb.csv.gz"]["error"]
-    assert files["streams/wide.csv"]["status"] == "ACCEPTED" and files["streams/wide.csv"]["valid_rows"] == 50
-    assert len(files["streams/wide.csv"]["ignored_columns"]) == 9_997
+    assert "longer than CHUNK_SIZE_BYTES" in files["streams/huge_field.csv"].error
+    assert "after decompression" in files["streams/bomb.csv.gz"].error
+    assert files["streams/wide.csv"].accepted and files["streams/wide.csv"].valid_rows == 50
+    assert len(files["streams/wide.csv"].ignored_columns) == 9_997
     for key in [*GOOD, "streams/wide.csv"]:
-        assert files[key]["status"] == "ACCEPTED", files[key]["error"]
+        assert files[key].accepted, files[key].error
     accounting = account(lake, ledger)
     record(
         chaos_record,
@@ -192,17 +194,17 @@ def test_odd_keys_are_processed_as_they_are_and_keys_that_would_escape_are_quara
 
     outcome = outcome_of(lake)
 
-    files = {e["key"]: e for e in outcome.report["files"]}
+    files = {e.key: e for e in outcome.report.files}
     assert outcome.status == "PASSED_WITH_QUARANTINE"
-    assert {s["key"] for s in outcome.report["skipped_files"]} == {"streams/.."}
+    assert {s.key for s in outcome.report.skipped_files} == {"streams/.."}
     archived = set(lake.keys(lake.settings.archive_bucket))
     for key in SAFE_ODD_KEYS:
-        assert files[key]["status"] == "ACCEPTED", (key, files[key]["error"])
+        assert files[key].accepted, (key, files[key].error)
         assert any(k.endswith("/" + key) and layout.raw_key_of_archive_key(k) == key for k in archived), key
     for key in UNSAFE_KEYS:
         assert_quarantined_with_reason(lake, files[key], "V2-unsafe-key")
-        assert files[key]["quarantine_key"].split("/", 2)[2].startswith(layout.UNSAFE_KEY_PREFIX)
-        error = lake.store.get_json(lake.settings.quarantine_bucket, files[key]["quarantine_key"] + ".error.json")
+        assert files[key].quarantine_key.split("/", 2)[2].startswith(layout.UNSAFE_KEY_PREFIX)
+        error = lake.store.get_json(lake.settings.quarantine_bucket, files[key].quarantine_key + ".error.json")
         assert error["source"] == f"s3://{lake.settings.raw_data_bucket}/{key}"
     assert_quarantined_with_reason(lake, files[bad_odd], "V2-missing-column")
     for bucket in (lake.settings.archive_bucket, lake.settings.quarantine_bucket, lake.settings.processed_bucket):

@@ -51,12 +51,12 @@ def test_a_key_uploaded_again_with_new_bytes_is_a_new_version_in_a_new_batch_and
 ) -> None:
     ledger.put_all({"songs/songs.csv": SONGS_CSV, "streams/daily.csv": STREAMS_A})
     first = _run(lake)
-    old = first.report["files"][1]["etag"]
+    old = first.report.files[1].etag
     new = ledger.put("streams/daily.csv", STREAMS_B)
     second = _run(lake)
 
     assert new != old and second.batch_id != first.batch_id
-    assert [(e["key"], e["etag"]) for e in second.report["files"]] == [("streams/daily.csv", new)]
+    assert [(e.key, e.etag) for e in second.report.files] == [("streams/daily.csv", new)]
     archived = [k for k in lake.keys(lake.settings.archive_bucket) if k.endswith("/streams/daily.csv")]
     assert len(archived) == 2, "the second version archived the same day must not overwrite the first"
     assert any(f"/batch_id={second.batch_id}/" in k for k in archived)

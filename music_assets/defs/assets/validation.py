@@ -7,8 +7,7 @@ from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, ass
 
 from music_assets.core import layout
 from music_assets.core.orchestration import BatchStepError, load_report, validate_step
-from music_assets.core.pipeline import PROCEED_STATUSES
-from music_assets.core.validation import ACCEPTED
+from music_assets.core.report import FileEntry, ValidationReport
 
 from ..batch import Batch, markdown_table
 from ..checks import validation_check_result, validation_not_failed
@@ -73,58 +72,57 @@ def validated_batch(
             raise BatchStepError(
                 f"batch {batch.batch_id} has no validation report: materialize validation_report first"
             )
-    status = report["overall_status"]
-    if status not in PROCEED_STATUSES:
-        context.log.info(f"batch {batch.batch_id} is {status}: processing, KPIs and archiving are skipped")
+    status = report.overall_status
+    if not status.proceeds:
+        context.log.info(f"batch {batch.batch_id} is {status.value}: processing, KPIs and archiving are skipped")
         return
-    summary = report["summary"]
+    summary = report.summary
     yield MaterializeResult(
         metadata={
-            "overall_status": status,
-            "accepted_files": summary["accepted_files"],
-            "quarantined_files": summary["quarantined_files"],
-            "valid_rows": summary["valid_rows"],
+            "overall_status": status.value,
+            "accepted_files": summary.accepted_files,
+            "quarantined_files": summary.quarantined_files,
+            "valid_rows": summary.valid_rows,
         }
     )
 
 
-def report_metadata(batch: Batch, report: dict[str, Any]) -> dict[str, Any]:
-    """What the UI shows of a report: status, files, rows, quarantined files with reasons, S3 paths."""
-    summary = report["summary"]
-    quarantined = [entry for entry in report["files"] if entry["status"] != ACCEPTED]
+def report_metadata(batch: Batch, report: ValidationReport) -> dict[str, Any]:
+    """What the UI shows of a report: status, files, rows, quarantined files with reasons, S3 paths.
+
+    Dagster metadata holds plain JSON types only: statuses go in as their strings."""
+    summary = report.summary
     metadata: dict[str, Any] = {
-        "overall_status": report["overall_status"],
+        "overall_status": report.overall_status.value,
         "files": markdown_table(
             ["file", "dataset", "status", "data rows", "valid rows", "rejected rows", "reasons"],
             [
-                [e["key"], e["dataset"], e["status"], e["data_rows"], e["valid_rows"], e["rejected_rows"], _reasons(e)]
-                for e in report["files"]
+                [e.key, e.dataset, e.status.value, e.data_rows, e.valid_rows, e.rejected_rows, _reasons(e)]
+                for e in report.files
             ],
         ),
-        "file_count": summary["files"],
-        "rows_valid": summary["valid_rows"],
-        "rows_rejected": summary["rejected_rows"],
-        "rows_in_quarantined_files": summary["rows_in_quarantined_files"],
+        "file_count": summary.files,
+        "rows_valid": summary.valid_rows,
+        "rows_rejected": summary.rejected_rows,
+        "rows_in_quarantined_files": summary.rows_in_quarantined_files,
         "quarantined_files": markdown_table(
             ["file", "reason", "quarantined at"],
             [
-                [e["key"], e["error"], batch.s3_url(e["quarantine_key"], batch.settings.quarantine_bucket)]
-                for e in quarantined
+                [e.key, e.error, batch.s3_url(str(e.quarantine_key), batch.settings.quarantine_bucket)]
+                for e in report.quarantined
             ],
         ),
         "report_path": MetadataValue.path(batch.s3_url(layout.report_key(batch.batch_id))),
         "manifest_path": MetadataValue.path(batch.s3_url(layout.manifest_key(batch.batch_id))),
     }
-    if report["failure_reasons"]:
-        metadata["failure_reasons"] = MetadataValue.md("\n".join(f"- {r}" for r in report["failure_reasons"]))
-    if report["skipped_files"]:
-        metadata["skipped_files"] = markdown_table(
-            ["key", "reason"], [[s["key"], s["reason"]] for s in report["skipped_files"]]
-        )
+    if report.failure_reasons:
+        metadata["failure_reasons"] = MetadataValue.md("\n".join(f"- {r}" for r in report.failure_reasons))
+    if report.skipped_files:
+        metadata["skipped_files"] = markdown_table(["key", "reason"], [[s.key, s.reason] for s in report.skipped_files])
     return metadata
 
 
-def _reasons(entry: dict[str, Any]) -> str:
-    if entry["status"] != ACCEPTED:
-        return str(entry["error"])
-    return ", ".join(f"{rule} ×{count}" for rule, count in sorted(entry["reject_reasons"].items()))
+def _reasons(entry: FileEntry) -> str:
+    if not entry.accepted:
+        return str(entry.error)
+    return ", ".join(f"{rule} ×{count}" for rule, count in sorted(entry.reject_reasons.items()))
