@@ -146,6 +146,3 @@ class BatchDocuments:
     def save(self, document: BatchDocument) -> None:
         document.updated_at = now()
         self.store.put_json(self.bucket, layout.batch_document_key(document.batch_id), document.to_dict())
-
-    def uri(self, batch_id: str) -> str:
-        return f"s3://{self.bucket}/{layout.batch_document_key(batch_id)}"

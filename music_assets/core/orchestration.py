@@ -513,14 +513,6 @@ def archive_step(
     return files
 
 
-def require_step(services: BatchServices, batch_id: str, step: Step) -> BatchDocument:
-    """The batch document, when ``step`` is done (a face's gate); raises otherwise."""
-    document = services.documents.load(batch_id)
-    if document is None or not document.done(step):
-        raise BatchStepError(f"batch {batch_id} has not completed its {step} step")
-    return document
-
-
 # --- resume -------------------------------------------------------------------------------------------
 
 
