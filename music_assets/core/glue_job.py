@@ -237,13 +237,12 @@ def validation_task(job: JobContext) -> Mapping[str, Any]:
         return {"task_type": task, "resume_queue": scan.queue, "stored_at": write_resume_queue(services, scan)}
     batch_id = job.batch_id
     files = requested_files(job.options.get("files_json"))
-    if services.store.get_json(services.settings.processed_bucket, layout.manifest_key(batch_id)) is not None:
-        open_batch(services, batch_id)
-    elif files:
-        candidates, passed_over = candidates_from_request(services, files)
-        open_batch(services, batch_id, candidates, passed_over)
-    else:
-        open_batch(services, batch_id, candidates_from_listing(services))
+    # A retry or a resume has a stored manifest: validate_step works from it (and finishes its claims).
+    if services.store.head(services.settings.processed_bucket, layout.manifest_key(batch_id)) is None:
+        if files:
+            open_batch(services, batch_id, *candidates_from_request(services, files))
+        else:
+            open_batch(services, batch_id, candidates_from_listing(services))
     report = validate_step(services, batch_id).report
     return {
         "batch_id": batch_id,

@@ -317,7 +317,10 @@ def validate_step(services: BatchServices, batch_id: str, *, progress: Log | Non
     batch still has CLAIMED or FAILED. A version gone from both raw and this batch's quarantine copy (replaced or
     deleted after its claim) is listed as skipped in the report and becomes FAILED with the reason."""
     with step_attempt(services, batch_id, Step.VALIDATE):
-        manifest = claim_manifest(services, load_manifest(services, batch_id))
+        manifest = load_manifest(services, batch_id)
+        opened = services.documents.load(batch_id)
+        if opened is None or not opened.done(Step.OPEN):
+            manifest = claim_manifest(services, manifest)  # an open that died between its claims: finish it
         report = load_report(services, batch_id)
         reused = report is not None and report.proceeds
         if report is not None and reused:
@@ -471,7 +474,6 @@ def store_kpis_step(
             direct_io=direct_io,
             progress=progress,
         )
-        document = documents.load_or_new(batch_id)
         document.kpis = KpiSummary(dates=written.dates, written=written.written, deleted=written.deleted)
         first = document.complete(Step.STORE_KPIS)
         documents.save(document)
